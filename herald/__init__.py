@@ -1,0 +1,3 @@
+"""Herald: self-hostable customer-engagement backend."""
+
+__version__ = "0.1.0"

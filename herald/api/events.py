@@ -1,0 +1,187 @@
+"""Reading events back (admin key): the log, one event, the quarantine, the counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from herald.api.errors import json_response
+from herald.api.ingest import append_request, read_body
+from herald.api.schemas import (
+    CountersOut,
+    EventList,
+    EventOut,
+    QuarantineItem,
+    QuarantineList,
+    ReplayResult,
+)
+from herald.api.state import AppState
+from herald.core.events import WireEvent, check_batch, decode_single, parse_timestamp
+from herald.errors import InvalidEvents, InvalidRequest, NotFound
+from herald.store.base import EventFilter, QuarantinedEvent, StoredEvent
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1_000
+_decode_event = msgspec.json.Decoder(WireEvent).decode
+
+
+async def list_events(request: Request) -> Response:
+    state: AppState = request.app.state.herald
+    key = await state.auth.authenticate(request, admin=True)
+    params = request.query_params
+    filters = EventFilter(
+        correlation_value=params.get("correlationValue"),
+        event=params.get("event"),
+        start=_time_param(params.get("from"), "from"),
+        end=_time_param(params.get("to"), "to"),
+    )
+    page = await state.store.list_events(
+        key.workspace.id, filters, cursor=params.get("cursor"), limit=_limit(request)
+    )
+    return json_response(EventList([event_out(e) for e in page.events], page.next_cursor))
+
+
+async def get_event(request: Request) -> Response:
+    state: AppState = request.app.state.herald
+    key = await state.auth.authenticate(request, admin=True)
+    text = request.path_params["uuid"]
+    try:
+        event_id = UUID(text).bytes
+    except ValueError:
+        raise NotFound(f"{text!r} is not a UUID, so no event has it.") from None
+    return json_response(event_out(await state.store.get_event(key.workspace.id, event_id)))
+
+
+async def list_quarantine(request: Request) -> Response:
+    state: AppState = request.app.state.herald
+    key = await state.auth.authenticate(request, admin=True)
+    cursor = request.query_params.get("cursor")
+    if cursor is not None and not cursor.isdigit():
+        raise InvalidRequest(f"cursor {cursor!r} is not one Herald gave out.", field="cursor")
+    limit = _limit(request)
+    items = await state.store.list_quarantine(
+        key.workspace.id, after_id=int(cursor) if cursor else None, limit=limit
+    )
+    next_cursor = str(items[-1].id) if len(items) == limit else None
+    return json_response(QuarantineList([_item(item) for item in items], next_cursor))
+
+
+async def get_quarantined(request: Request) -> Response:
+    state: AppState = request.app.state.herald
+    key = await state.auth.authenticate(request, admin=True)
+    item = await state.store.get_quarantined(key.workspace.id, request.path_params["id"])
+    return json_response(_item(item))
+
+
+async def delete_quarantined(request: Request) -> Response:
+    state: AppState = request.app.state.herald
+    key = await state.auth.authenticate(request, admin=True)
+    await state.store.delete_quarantined(key.workspace.id, request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def replay_quarantined(request: Request) -> Response:
+    """Commit a corrected version of a quarantined event (the body), or the original if empty."""
+    state: AppState = request.app.state.herald
+    key = await state.auth.authenticate(request, admin=True)
+    workspace = key.workspace
+    item = await state.store.get_quarantined(workspace.id, request.path_params["id"])
+    body = await read_body(request, state.settings.max_event_bytes) or item.raw
+    checked = check_batch(
+        decode_single(body),
+        workspace_id=workspace.id,
+        schema=workspace.schema,
+        limits=state.limits,
+        new_id=lambda: _uuid_of(item),
+    )
+    if checked.rejected:
+        raise InvalidEvents(
+            "The corrected event is still invalid; nothing was stored.",
+            errors=checked.rejected[0].errors,
+        )
+    result = await state.store.append(append_request(workspace.id, checked))
+    await state.store.mark_replayed(workspace.id, item.id)
+    state.metrics.count_events(result.accepted, result.duplicates, 0)
+    event_uuid = UUID(bytes=checked.accepted[0].id)
+    return json_response(ReplayResult(item.id, str(event_uuid), result.duplicates > 0), 201)
+
+
+async def stats(request: Request) -> Response:
+    state: AppState = request.app.state.herald
+    key = await state.auth.authenticate(request, admin=True)
+    counters = await state.store.counters(key.workspace.id)
+    return json_response(
+        CountersOut(
+            key.workspace.name,
+            counters.accepted,
+            counters.duplicates,
+            counters.rejected,
+            counters.quarantined,
+        )
+    )
+
+
+def event_out(stored: StoredEvent) -> EventOut:
+    event = _decode_event(stored.raw)
+    return EventOut(
+        uuid=stored.uuid,
+        event=event.event,
+        correlationKey=event.correlation_key,
+        correlationValue=event.correlation_value,
+        source=event.source,
+        payload=event.payload,
+        receivedAt=stored.received_at,
+        cursor=stored.cursor,
+        timestamp=event.timestamp,
+        sentAt=stored.sent_at,
+        context=event.context,
+        fcm=event.fcm,
+    )
+
+
+def _item(item: QuarantinedEvent) -> QuarantineItem:
+    return QuarantineItem(
+        id=item.id,
+        index=item.index,
+        uuid=item.uuid,
+        raw=item.raw.decode("utf-8", errors="replace"),
+        errors=item.errors,
+        received_at=item.received_at,
+        replayed_at=item.replayed_at,
+    )
+
+
+def _uuid_of(item: QuarantinedEvent) -> bytes:
+    """A replayed event without a uuid gets one derived from its quarantine entry: replaying
+    the same entry twice is then a duplicate, not a second event."""
+    if item.uuid is not None:
+        try:
+            return UUID(item.uuid).bytes
+        except ValueError:
+            pass
+    return UUID(int=(0x51 << 120) | item.id, version=4).bytes
+
+
+def _limit(request: Request) -> int:
+    text = request.query_params.get("limit", str(DEFAULT_PAGE))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise InvalidRequest(
+            f"limit must be a whole number from 1 to {MAX_PAGE}, got {text!r}.", field="limit"
+        )
+    return int(text)
+
+
+def _time_param(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise InvalidRequest(
+            f"{name} must be an ISO-8601 time such as 2024-03-15T02:31:05Z, got {text!r}.",
+            field=name,
+        ) from None

@@ -1,0 +1,62 @@
+"""Prometheus metrics, on a registry of the app's own (no global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_SIZE_BUCKETS = (1, 10, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000)
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "herald_http_requests",
+            "HTTP requests answered, by route and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "herald_events",
+            "Events received, by outcome (accepted, duplicate, rejected).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.commit_events = Histogram(
+            "herald_commit_events",
+            "Events per group commit.",
+            buckets=_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "herald_commit_seconds",
+            "Time to write and fsync one group commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "herald_pending_events",
+            "Events waiting for a group commit.",
+            registry=self.registry,
+        )
+
+    def observe_commit(self, events: int, seconds: float) -> None:
+        self.commit_events.observe(events)
+        self.commit_seconds.observe(seconds)
+
+    def track_pending(self, read: Callable[[], int]) -> None:
+        self.pending.set_function(lambda: float(read()))
+
+    def count_events(self, accepted: int, duplicates: int, rejected: int) -> None:
+        if accepted:
+            self.events.labels("accepted").inc(accepted)
+        if duplicates:
+            self.events.labels("duplicate").inc(duplicates)
+        if rejected:
+            self.events.labels("rejected").inc(rejected)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

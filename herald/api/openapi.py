@@ -1,0 +1,244 @@
+"""The OpenAPI document, generated from the same Structs the handlers encode."""
+
+from __future__ import annotations
+
+import functools
+import html
+from typing import Any
+
+import msgspec
+
+from herald import __version__
+from herald.api.schemas import (
+    CountersOut,
+    ErrorBody,
+    EventList,
+    EventOut,
+    Health,
+    IngestResult,
+    QuarantineItem,
+    QuarantineList,
+    ReplayResult,
+)
+from herald.core.events import WireEvent
+
+
+class BatchRequest(msgspec.Struct):
+    """The body of POST /api/events/batch/."""
+
+    batch: list[WireEvent]
+    sent_at: str | None = None
+    sentAt: str | None = None
+
+
+_SCHEMAS = (
+    BatchRequest,
+    WireEvent,
+    IngestResult,
+    ErrorBody,
+    EventOut,
+    EventList,
+    QuarantineItem,
+    QuarantineList,
+    ReplayResult,
+    CountersOut,
+    Health,
+)
+_REF = "#/components/schemas/{name}"
+
+
+def _ref(struct: type) -> dict[str, str]:
+    return {"$ref": _REF.format(name=struct.__name__)}
+
+
+def _json(struct: type, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(struct)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    words = {
+        400: "Unusable body or parameters (JSON errors give line and column); strict-mode errors",
+        401: "Missing or unknown API key",
+        403: "A write key on an admin route",
+        404: "Not found in this workspace",
+        413: "Past a size or count limit; the message states the limit",
+        415: "Unsupported Content-Encoding",
+        503: "Overloaded or store unavailable: retry after Retry-After seconds",
+    }
+    return {str(status): _json(ErrorBody, words[status]) for status in statuses}
+
+
+_INGEST_ERRORS = _errors(400, 401, 413, 415, 503)
+_ADMIN_ERRORS = _errors(400, 401, 403, 404, 503)
+_KEY: list[dict[str, list[str]]] = [{"apiKey": []}]
+
+
+def _param(name: str, where: str, description: str, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+_CURSOR = _param("cursor", "query", "next_cursor of the previous page")
+_LIMIT = _param("limit", "query", "page size, 1 to 1000 (default 100)")
+
+
+def _paths() -> dict[str, Any]:
+    ingest = {
+        "post": {
+            "summary": "Send a batch of events (Laudspeaker-compatible)",
+            "description": (
+                "Answers 201 once every valid event is durably committed. Invalid events are "
+                "quarantined and listed in `errors`; with `Herald-Strict: 1` any invalid event "
+                "makes the whole batch fail with 400 and nothing is stored. Retry only on 429, "
+                "502, 503, 504 and network errors: a retried batch is reported as duplicates."
+            ),
+            "security": _KEY,
+            "parameters": [_param("Herald-Strict", "header", "1: all or nothing")],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(BatchRequest)}},
+            },
+            "responses": {"201": _json(IngestResult, "Per-event results"), **_INGEST_ERRORS},
+        }
+    }
+    one = {
+        "post": {
+            "summary": "Send one event",
+            "security": _KEY,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(WireEvent)}},
+            },
+            "responses": {"201": _json(IngestResult, "The event's result"), **_INGEST_ERRORS},
+        },
+        "get": {
+            "summary": "List events, newest first (admin key)",
+            "security": _KEY,
+            "parameters": [
+                _param("correlationValue", "query", "only this correlation value"),
+                _param("event", "query", "only this event name"),
+                _param("from", "query", "event time at or after (ISO-8601)"),
+                _param("to", "query", "event time before (ISO-8601)"),
+                _CURSOR,
+                _LIMIT,
+            ],
+            "responses": {"200": _json(EventList, "A page of events"), **_ADMIN_ERRORS},
+        },
+    }
+    posthog = {
+        "post": {
+            "summary": "Accepted and ignored (Laudspeaker keeps it as a no-op)",
+            "security": _KEY,
+            "responses": {"201": {"description": "Ignored"}, **_errors(401)},
+        }
+    }
+    return {
+        "/api/events/batch/": ingest,
+        "/api/events/": one,
+        "/api/events/posthog/": posthog,
+        "/api/events/{uuid}": {
+            "get": {
+                "summary": "One event by uuid (admin key)",
+                "security": _KEY,
+                "parameters": [_param("uuid", "path", "the event's uuid", True)],
+                "responses": {"200": _json(EventOut, "The event"), **_ADMIN_ERRORS},
+            }
+        },
+        "/api/quarantine": {
+            "get": {
+                "summary": "Invalid events kept with their JSON and reasons (admin key)",
+                "security": _KEY,
+                "parameters": [_CURSOR, _LIMIT],
+                "responses": {"200": _json(QuarantineList, "A page"), **_ADMIN_ERRORS},
+            }
+        },
+        "/api/quarantine/{id}": {
+            "get": {
+                "summary": "One quarantined event (admin key)",
+                "security": _KEY,
+                "parameters": [_param("id", "path", "quarantine id", True)],
+                "responses": {"200": _json(QuarantineItem, "The item"), **_ADMIN_ERRORS},
+            },
+            "delete": {
+                "summary": "Drop a quarantined event (admin key)",
+                "security": _KEY,
+                "parameters": [_param("id", "path", "quarantine id", True)],
+                "responses": {"204": {"description": "Deleted"}, **_ADMIN_ERRORS},
+            },
+        },
+        "/api/quarantine/{id}/replay": {
+            "post": {
+                "summary": "Commit a corrected event in place of a quarantined one (admin key)",
+                "description": "The body is the corrected event; an empty body replays it as is.",
+                "security": _KEY,
+                "parameters": [_param("id", "path", "quarantine id", True)],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref(WireEvent)}},
+                },
+                "responses": {"201": _json(ReplayResult, "Committed"), **_ADMIN_ERRORS},
+            }
+        },
+        "/api/stats": {
+            "get": {
+                "summary": "Per-workspace event counters (admin key)",
+                "security": _KEY,
+                "responses": {"200": _json(CountersOut, "Counters"), **_ADMIN_ERRORS},
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json(Health, "Up")}}},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: store reachable, commit queue has room",
+                "responses": {"200": _json(Health, "Ready"), "503": _json(Health, "Not ready")},
+            }
+        },
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {}}}},
+    }
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(_SCHEMAS, ref_template=_REF)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Herald",
+            "version": __version__,
+            "description": "Laudspeaker-compatible event ingestion with per-event results.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "'Api-Key <key>'",
+                }
+            },
+        },
+    }
+
+
+@functools.cache
+def docs_page() -> str:
+    rows = []
+    for path, operations in _paths().items():
+        for method, operation in operations.items():
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}"
+                f"</code></td><td>{html.escape(operation.get('summary', ''))}</td></tr>"
+            )
+    return (
+        "<!doctype html><meta charset=utf-8><title>Herald API</title>"
+        "<h1>Herald API</h1><p>Authenticate with <code>Authorization: Api-Key &lt;key&gt;</code>."
+        " The machine-readable document is <a href=/openapi.json>/openapi.json</a>.</p>"
+        f"<table>{''.join(rows)}</table>"
+    )

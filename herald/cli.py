@@ -1,0 +1,293 @@
+"""The `herald` command: parse arguments, load Settings, configure logging, start one thing."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from herald import __version__
+from herald.core.keys import KeyKind, format_key
+from herald.errors import ServiceError
+from herald.settings import Settings
+from herald.store import open_store
+from herald.store.base import Store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+logger = logging.getLogger("herald")
+TAIL_POLL_S = 0.5
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings.from_env(os.environ, **overrides)
+
+
+def _friendly(command: Callable[P, R]) -> Callable[P, R]:
+    """Report Herald's errors as one line on stderr, without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ServiceError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _with_store(work: Callable[[Store], Awaitable[R]]) -> R:
+    async def run() -> R:
+        store = open_store(_settings(), writer=False)
+        await store.start()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the exception if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="herald")
+def main() -> None:
+    """Herald: customer-event ingestion (Laudspeaker-compatible), identity and journeys.
+
+    Settings come from HERALD_* environment variables; the database is
+    HERALD_DATABASE_URL (default sqlite:///herald.db).
+    """
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@_friendly
+def serve(host: str | None, port: int | None) -> None:
+    """Run Herald with all roles in one process (the embedded default)."""
+    import uvicorn
+
+    from herald.api.app import create_app
+    from herald.api.metrics import Metrics
+    from herald.bootstrap import bootstrap
+
+    settings = _settings(host=host, port=port)
+    configure_logging(settings)
+    metrics = Metrics()
+    store = open_store(settings, observe=metrics.observe_commit)
+    app = create_app(settings, store, manage_store=False, metrics=metrics)
+
+    async def run() -> None:
+        await store.start()
+        try:
+            created = await bootstrap(store, settings)
+            _print_welcome(settings, created is not None)
+            config = uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                loop="uvloop",
+                http="httptools",
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
+            await uvicorn.Server(config).serve()
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def _print_welcome(settings: Settings, first_start: bool) -> None:
+    lines = [
+        f"Herald {__version__} on http://{settings.host}:{settings.port} "
+        f"(store: {settings.database_url})",
+        "Get an API key:  herald keys create --workspace default --kind write",
+        "Send events:     POST /api/events/batch/ with 'Authorization: Api-Key <key>'",
+        "API reference:   /docs and /openapi.json",
+    ]
+    if first_start:
+        lines.insert(1, "First start: created workspace 'default'.")
+    click.echo("\n".join(lines), err=True)
+
+
+@main.command()
+@_friendly
+def migrate() -> None:
+    """Apply database migrations (serve also applies them at start)."""
+    _with_store(lambda store: asyncio.sleep(0))
+    click.echo("Migrations applied.", err=True)
+
+
+@main.group()
+def workspaces() -> None:
+    """Create and list workspaces."""
+
+
+@workspaces.command("create")
+@click.argument("name")
+@_friendly
+def workspaces_create(name: str) -> None:
+    """Create workspace NAME (its customer primary key is `email`)."""
+    workspace = _with_store(lambda store: store.create_workspace(name))
+    click.echo(f"Created workspace {workspace.name!r} (id {workspace.id}).", err=True)
+
+
+@workspaces.command("list")
+@_friendly
+def workspaces_list() -> None:
+    """List workspaces."""
+    found = _with_store(lambda store: store.list_workspaces())
+    table = Table("id", "name", "created", "primary key")
+    for workspace in found:
+        table.add_row(
+            str(workspace.id),
+            workspace.name,
+            workspace.created_at.isoformat(timespec="seconds"),
+            workspace.schema.primary_key or "-",
+        )
+    Console().print(table)
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (stored hashed; shown once)."""
+
+
+@keys.command("create")
+@click.option("--workspace", "workspace_name", required=True, help="Workspace name.")
+@click.option(
+    "--kind",
+    type=click.Choice([kind.value for kind in KeyKind]),
+    default="write",
+    show_default=True,
+    help="write: ingestion only (safe in apps); admin: the management API.",
+)
+@_friendly
+def keys_create(workspace_name: str, kind: str) -> None:
+    """Create a key and print it alone on stdout (it is never shown again)."""
+    key_kind = KeyKind(kind)
+    key = format_key(key_kind, secrets.token_urlsafe(24))
+
+    async def create(store: Store) -> None:
+        workspace = await store.get_workspace(workspace_name)
+        await store.create_key(workspace.id, key_kind, key)
+
+    _with_store(create)
+    click.echo(key)
+    click.echo(f"Created a {kind} key for workspace {workspace_name!r}; store it now.", err=True)
+
+
+@keys.command("list")
+@click.option("--workspace", "workspace_name", required=True, help="Workspace name.")
+@_friendly
+def keys_list(workspace_name: str) -> None:
+    """List keys: prefix, kind, created, last used (never the key itself)."""
+
+    async def select(store: Store) -> list[Any]:
+        workspace = await store.get_workspace(workspace_name)
+        return await store.list_keys(workspace.id)
+
+    table = Table("prefix", "kind", "created", "last used", "revoked")
+    for key in _with_store(select):
+        table.add_row(
+            key.prefix + "…",
+            key.kind.value,
+            key.created_at.isoformat(timespec="seconds"),
+            key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never",
+            key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@keys.command("revoke")
+@click.option("--workspace", "workspace_name", required=True, help="Workspace name.")
+@click.argument("prefix")
+@_friendly
+def keys_revoke(workspace_name: str, prefix: str) -> None:
+    """Revoke the key starting with PREFIX (it stops working within seconds)."""
+
+    async def revoke(store: Store) -> Any:
+        workspace = await store.get_workspace(workspace_name)
+        return await store.revoke_key(workspace.id, prefix)
+
+    key = _with_store(revoke)
+    click.echo(f"Revoked {key.kind.value} key {key.prefix}….", err=True)
+
+
+@main.group()
+def events() -> None:
+    """Look at the event log."""
+
+
+@events.command("tail")
+@click.option("--from-start", is_flag=True, help="Print the whole log first.")
+@click.option("--count", type=int, default=None, help="Stop after this many events.")
+@_friendly
+def events_tail(from_start: bool, count: int | None) -> None:
+    """Print events as they are committed, one JSON line each (Ctrl-C to stop)."""
+
+    async def tail(store: Store) -> None:
+        cursor = None if from_start else await store.last_cursor()
+        printed = 0
+        while count is None or printed < count:
+            page = await store.tail_events(cursor, limit=500)
+            for event in page.events:
+                line = {
+                    "workspace_id": event.workspace_id,
+                    "uuid": event.uuid,
+                    "received_at": event.received_at.isoformat(),
+                    "event": msgspec.json.decode(event.raw),
+                }
+                click.echo(json.dumps(line))
+                printed += 1
+                if count is not None and printed >= count:
+                    return
+            cursor = page.next_cursor or cursor
+            if not page.events:
+                await asyncio.sleep(TAIL_POLL_S)
+
+    try:
+        _with_store(tail)
+    except KeyboardInterrupt:
+        pass

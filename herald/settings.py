@@ -1,0 +1,90 @@
+"""Herald's configuration: built once from the environment, then frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from herald.errors import ConfigError
+
+T = TypeVar("T")
+
+MIB = 1024 * 1024
+SYNCHRONOUS_MODES = ("full", "normal")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting Herald reads; `Settings.from_env` is the only reader of the environment."""
+
+    database_url: str = "sqlite:///herald.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # "full": fsync the log on every group commit (survives power loss).
+    # "normal": no fsync per commit (survives kill -9 of Herald, not a power cut).
+    sqlite_synchronous: str = "full"
+    max_body_bytes: int = 5 * MIB  # after decompression; bounds request memory
+    max_batch_events: int = 10_000
+    max_event_bytes: int = 64 * 1024
+    # Events waiting for a commit beyond this answer 503: bounds memory under overload.
+    max_pending_events: int = 200_000
+    # Largest group commit, in events: bounds one transaction's size and latency.
+    max_commit_events: int = 20_000
+    # A revoked key stops working on every process within this many seconds.
+    key_cache_ttl_s: float = 2.0
+    bootstrap_api_key: str | None = None
+    bootstrap_admin_key: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
+        """Build settings from HERALD_* variables; a bad value fails naming the variable."""
+        default = cls()
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            name = f"HERALD_{field.name.upper()}"
+            if name in environ:
+                current = getattr(default, field.name)
+                values[field.name] = _cast(name, environ[name], _caster(current))
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Fail with a ConfigError naming the setting when a value cannot work."""
+        if self.sqlite_synchronous not in SYNCHRONOUS_MODES:
+            raise ConfigError(
+                f"HERALD_SQLITE_SYNCHRONOUS is {self.sqlite_synchronous!r}; "
+                f"use one of {', '.join(SYNCHRONOUS_MODES)}."
+            )
+        if self.log_format not in ("json", "console"):
+            raise ConfigError(f"HERALD_LOG_FORMAT is {self.log_format!r}; use json or console.")
+        for name in ("max_body_bytes", "max_batch_events", "max_event_bytes", "port"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"HERALD_{name.upper()} must be a positive integer.")
+        if not self.database_url.startswith(("sqlite://", "postgresql://")):
+            raise ConfigError(
+                f"HERALD_DATABASE_URL is {self.database_url!r}; use sqlite:///path/to/file.db "
+                "(the default is sqlite:///herald.db)."
+            )
+
+
+def _caster(current: object) -> Callable[[str], object]:
+    if isinstance(current, bool):
+        return lambda raw: raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(current, int):
+        return int
+    if isinstance(current, float):
+        return float
+    return str
+
+
+def _cast(name: str, raw: str, caster: Callable[[str], T]) -> T:
+    try:
+        return caster(raw)
+    except ValueError:
+        raise ConfigError(f"{name} is {raw!r}, which is not a valid value for it.") from None

@@ -1,0 +1,40 @@
+"""Persistence behind one interface; `open_store` picks the adapter from the URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from herald.errors import ConfigError
+from herald.settings import Settings
+from herald.store.base import Store
+from herald.store.groupcommit import Observer
+from herald.store.sqlite import SqliteStore
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///herald.db` → herald.db (relative); `sqlite:////var/lib/h.db` → absolute."""
+    parsed = urlparse(url)
+    path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+    if not path:
+        raise ConfigError(f"HERALD_DATABASE_URL {url!r} names no file; use sqlite:///herald.db.")
+    return Path(path)
+
+
+def open_store(
+    settings: Settings, *, writer: bool = True, observe: Observer | None = None
+) -> Store:
+    """The store for `settings.database_url`; `writer=False` for the CLI's reads and admin."""
+    if settings.database_url.startswith("sqlite://"):
+        return SqliteStore(
+            sqlite_path(settings.database_url),
+            synchronous=settings.sqlite_synchronous,
+            writer=writer,
+            max_pending_events=settings.max_pending_events,
+            max_commit_events=settings.max_commit_events,
+            observe_commit=observe,
+        )
+    raise ConfigError(
+        "PostgreSQL support is not built yet (it is planned); "
+        "use HERALD_DATABASE_URL=sqlite:///herald.db for now."
+    )

@@ -1,0 +1,156 @@
+"""The Store interface: only the queries Herald needs, named for what they do."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+import msgspec
+
+from herald.core.events import Accepted, Rejected
+from herald.core.keys import KeyKind
+from herald.core.schema import CustomerSchema
+from herald.types import KeyId, WorkspaceId
+
+
+class Workspace(msgspec.Struct, frozen=True):
+    id: WorkspaceId
+    name: str
+    created_at: datetime
+    schema: CustomerSchema
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    id: KeyId
+    workspace: Workspace
+    kind: KeyKind
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class AppendRequest(msgspec.Struct, frozen=True):
+    """One HTTP request's events, to be committed together with others in one group."""
+
+    workspace_id: WorkspaceId
+    accepted: list[Accepted]
+    rejected: list[Rejected]
+    received_at: datetime
+    sent_at: datetime | None
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    accepted: int
+    duplicates: int
+    rejected: int
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """An event read back from the log: the JSON as sent plus what Herald recorded."""
+
+    cursor: str
+    workspace_id: WorkspaceId
+    uuid: str
+    raw: bytes
+    received_at: datetime
+    sent_at: datetime | None
+    partition: int
+
+
+class EventFilter(msgspec.Struct, frozen=True):
+    correlation_value: str | None = None
+    event: str | None = None
+    start: datetime | None = None  # event timestamp >= start
+    end: datetime | None = None  # event timestamp < end
+
+
+class EventPage(msgspec.Struct, frozen=True):
+    events: list[StoredEvent]
+    next_cursor: str | None
+
+
+class QuarantinedEvent(msgspec.Struct, frozen=True):
+    id: int
+    index: int
+    uuid: str | None
+    raw: bytes
+    errors: list[dict[str, Any]]
+    received_at: datetime
+    replayed_at: datetime | None
+
+
+class Counters(msgspec.Struct, frozen=True):
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    quarantined: int = 0
+
+
+class Store(Protocol):
+    """Persistence for every role; one adapter per database (SQLite embedded, PostgreSQL)."""
+
+    async def start(self) -> None:
+        """Open connections, apply migrations, start background writers."""
+
+    async def close(self) -> None:
+        """Finish pending commits and release everything."""
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        """Commit a request's events durably (group commit); raises Overloaded when full."""
+
+    def pending_events(self) -> int:
+        """Events waiting for a commit right now."""
+
+    async def create_workspace(self, name: str) -> Workspace:
+        """Create a workspace with the default customer schema; Conflict if the name is taken."""
+
+    async def get_workspace(self, name: str) -> Workspace:
+        """The workspace called `name`; NotFound otherwise."""
+
+    async def list_workspaces(self) -> list[Workspace]: ...
+
+    async def create_key(self, workspace_id: WorkspaceId, kind: KeyKind, key: str) -> ApiKey:
+        """Store a new key (hashed); the caller made the random key and shows it once."""
+
+    async def find_key(self, key: str) -> ApiKey | None:
+        """The live key matching `key`, or None when unknown or revoked."""
+
+    async def list_keys(self, workspace_id: WorkspaceId) -> list[ApiKey]: ...
+
+    async def revoke_key(self, workspace_id: WorkspaceId, prefix: str) -> ApiKey:
+        """Revoke the key whose prefix is `prefix`; NotFound or Conflict (ambiguous prefix)."""
+
+    async def touch_keys(self, used_at: dict[KeyId, datetime]) -> None:
+        """Record when keys were last used (batched, off the ingest path)."""
+
+    async def list_events(
+        self, workspace_id: WorkspaceId, filters: EventFilter, *, cursor: str | None, limit: int
+    ) -> EventPage:
+        """Events newest first, filtered; `next_cursor` continues where the page ended."""
+
+    async def get_event(self, workspace_id: WorkspaceId, uuid: bytes) -> StoredEvent:
+        """The event with this id; NotFound otherwise."""
+
+    async def last_cursor(self) -> str | None:
+        """The cursor of the newest event of the log (None when empty), to tail from."""
+
+    async def tail_events(self, after: str | None, *, limit: int) -> EventPage:
+        """Events of every workspace committed after cursor `after`, oldest first."""
+
+    async def list_quarantine(
+        self, workspace_id: WorkspaceId, *, after_id: int | None, limit: int
+    ) -> list[QuarantinedEvent]: ...
+
+    async def get_quarantined(
+        self, workspace_id: WorkspaceId, item_id: int
+    ) -> QuarantinedEvent: ...
+
+    async def delete_quarantined(self, workspace_id: WorkspaceId, item_id: int) -> None: ...
+
+    async def mark_replayed(self, workspace_id: WorkspaceId, item_id: int) -> None: ...
+
+    async def counters(self, workspace_id: WorkspaceId) -> Counters: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot serve."""
