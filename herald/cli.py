@@ -105,6 +105,7 @@ def main() -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Run Herald with all roles in one process (the embedded default)."""
     import uvicorn
+    import uvloop
 
     from herald.api.app import create_app
     from herald.api.metrics import Metrics
@@ -135,7 +136,7 @@ def serve(host: str | None, port: int | None) -> None:
         finally:
             await store.close()
 
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 def _print_welcome(settings: Settings, first_start: bool) -> None:

@@ -43,12 +43,38 @@ class WireEvent(msgspec.Struct, rename="camel", frozen=True):
     fcm: dict[str, Any] | None = msgspec.field(default=None, name="$fcm")
 
 
-class Envelope(msgspec.Struct, frozen=True):
-    """The request body: events stay raw until each is checked on its own."""
-
+class _WireEnvelope(msgspec.Struct, frozen=True):
     batch: list[msgspec.Raw]
     sent_at: str | None = None
     sentAt: str | None = None
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """A decoded request body: events stay raw until each is checked on its own."""
+
+    batch: list[msgspec.Raw]
+    sent_at: str | None = None
+    # The same events decoded in one pass, when every one of them fits the wire schema with an
+    # RFC 3339 timestamp (the common case); None sends each event through `check_event`.
+    decoded: list[_FastEvent] | None = None
+
+
+class _FastEvent(msgspec.Struct, rename="camel", frozen=True):
+    """WireEvent with the timestamp parsed by msgspec: lets a whole batch decode in one call."""
+
+    event: NonEmptyStr
+    correlation_key: NonEmptyStr
+    correlation_value: NonEmptyStr
+    source: NonEmptyStr
+    timestamp: datetime | None = None
+    uuid: UUID | None = None
+    payload: dict[str, Any] = {}
+    context: dict[str, Any] | None = None
+    fcm: dict[str, Any] | None = msgspec.field(default=None, name="$fcm")
+
+
+class _FastBatch(msgspec.Struct, frozen=True):
+    batch: list[_FastEvent]
 
 
 class EventError(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -87,7 +113,8 @@ class Limits(msgspec.Struct, frozen=True):
     max_event_bytes: int
 
 
-_decode_envelope = msgspec.json.Decoder(Envelope).decode
+_decode_envelope = msgspec.json.Decoder(_WireEnvelope).decode
+_decode_fast = msgspec.json.Decoder(_FastBatch).decode
 _decode_event = msgspec.json.Decoder(WireEvent).decode
 _decode_any = msgspec.json.Decoder().decode
 _ANDROID_FORMAT = "%b %d, %Y %I:%M:%S %p"  # "Jun 7, 2024 3:04:05 PM", as the Android SDK sends it
@@ -96,14 +123,18 @@ _ANDROID_FORMAT = "%b %d, %Y %I:%M:%S %p"  # "Jun 7, 2024 3:04:05 PM", as the An
 def decode_envelope(body: bytes) -> Envelope:
     """Decode the request body, or raise InvalidRequest saying what is wrong and where."""
     try:
-        envelope = _decode_envelope(body)
+        wire = _decode_envelope(body)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(_envelope_message(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise _json_error(body, str(exc)) from None
-    if not envelope.batch:
+    if not wire.batch:
         raise InvalidRequest('"batch" is empty: send at least one event.')
-    return envelope
+    try:
+        decoded: list[_FastEvent] | None = _decode_fast(body).batch
+    except msgspec.ValidationError:
+        decoded = None
+    return Envelope(wire.batch, wire.sent_at or wire.sentAt, decoded)
 
 
 def decode_single(body: bytes) -> Envelope:
@@ -134,21 +165,28 @@ def check_batch(
             f"The batch has {len(envelope.batch):,} events; the limit is "
             f"{limits.max_batch_events:,} per request: split it into smaller batches."
         )
-    sent_at = _parse_sent_at(envelope.sent_at or envelope.sentAt)
+    sent_at = _parse_sent_at(envelope.sent_at)
     accepted: list[Accepted] = []
     rejected: list[Rejected] = []
     max_bytes = limits.max_event_bytes
+    decoded = envelope.decoded
+    lanes: dict[str, int] = {}  # customers repeat within a batch: hash each once
     for index, raw in enumerate(envelope.batch):
         if len(raw) > max_bytes:
             message = f"the event is {len(raw):,} bytes; the limit is {max_bytes:,} bytes per event"
             rejected.append(Rejected(index, bytes(raw), [EventError(index, message)]))
             continue
-        event, errors = check_event(raw, index=index, schema=schema)
-        if event is None:
-            rejected.append(Rejected(index, bytes(raw), errors))
-            continue
+        event: WireEvent | _FastEvent | None = decoded[index] if decoded is not None else None
+        if event is None or event.event[0] == "$":  # special events get every check
+            event, errors = check_event(raw, index=index, schema=schema)
+            if event is None:
+                rejected.append(Rejected(index, bytes(raw), errors))
+                continue
+        value = event.correlation_value
+        lane = lanes.get(value)
+        if lane is None:
+            lane = lanes[value] = partition_of(workspace_id, value)
         event_id = event.uuid.bytes if event.uuid is not None else new_id()
-        lane = partition_of(workspace_id, event.correlation_value)
         accepted.append(Accepted(event_id, lane, bytes(raw)))
     return CheckedBatch(accepted, rejected, sent_at)
 
@@ -180,7 +218,10 @@ def parse_timestamp(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        parsed = datetime.strptime(text, _ANDROID_FORMAT)  # raises ValueError when neither fits
+        try:
+            parsed = msgspec.convert(text, datetime)  # RFC 3339 forms fromisoformat refuses
+        except msgspec.ValidationError:
+            parsed = datetime.strptime(text, _ANDROID_FORMAT)  # ValueError when nothing fits
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -218,9 +218,10 @@ class SqliteStore:
             received_us = to_us(request.received_at)
             sent_us = to_us(request.sent_at) if request.sent_at else None
             for partition, lane in _by_partition(events).items():
-                for position, event in enumerate(lane):
-                    plan.keys.append(prefix + event.id)
-                    plan.locations.append(pack_location(seq, position))
+                plan.keys.extend([prefix + event.id for event in lane])
+                plan.locations.extend(
+                    [pack_location(seq, position) for position in range(len(lane))]
+                )
                 plan.rows.append(
                     (
                         seq,
