@@ -114,29 +114,43 @@ def serve(host: str | None, port: int | None) -> None:
     settings = _settings(host=host, port=port)
     configure_logging(settings)
     metrics = Metrics()
-    store = open_store(settings, observe=metrics.observe_commit)
+    lost: list[bool] = []
+    server: uvicorn.Server | None = None
+
+    def writer_lost() -> None:
+        lost.append(True)
+        if server is not None:
+            server.should_exit = True  # a supervisor restarts Herald; nothing acknowledged is lost
+
+    store = open_store(
+        settings, writer_process=True, observe=metrics.observe_commit, on_writer_lost=writer_lost
+    )
     app = create_app(settings, store, manage_store=False, metrics=metrics)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
 
     async def run() -> None:
         await store.start()
         try:
             created = await bootstrap(store, settings)
             _print_welcome(settings, created is not None)
-            config = uvicorn.Config(
-                app,
-                host=settings.host,
-                port=settings.port,
-                loop="uvloop",
-                http="httptools",
-                log_config=None,
-                access_log=False,
-                lifespan="on",
-            )
-            await uvicorn.Server(config).serve()
+            await server.serve()
         finally:
             await store.close()
 
     uvloop.run(run())
+    if lost:
+        click.echo("error: the log writer process stopped; restart Herald.", err=True)
+        sys.exit(1)
 
 
 def _print_welcome(settings: Settings, first_start: bool) -> None:

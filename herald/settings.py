@@ -13,6 +13,8 @@ T = TypeVar("T")
 
 MIB = 1024 * 1024
 SYNCHRONOUS_MODES = ("full", "normal")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_PORT = 65_535
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,24 @@ class Settings:
             )
         if self.log_format not in ("json", "console"):
             raise ConfigError(f"HERALD_LOG_FORMAT is {self.log_format!r}; use json or console.")
-        for name in ("max_body_bytes", "max_batch_events", "max_event_bytes", "port"):
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(
+                f"HERALD_LOG_LEVEL is {self.log_level!r}; use one of {', '.join(LOG_LEVELS)}."
+            )
+        for name in (
+            "max_body_bytes",
+            "max_batch_events",
+            "max_event_bytes",
+            "max_pending_events",
+            "max_commit_events",
+            "port",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"HERALD_{name.upper()} must be a positive integer.")
+        if self.port > MAX_PORT:
+            raise ConfigError(f"HERALD_PORT is {self.port}; a port is at most {MAX_PORT}.")
+        if self.key_cache_ttl_s < 0:
+            raise ConfigError("HERALD_KEY_CACHE_TTL_S must be zero or more seconds.")
         if not self.database_url.startswith(("sqlite://", "postgresql://")):
             raise ConfigError(
                 f"HERALD_DATABASE_URL is {self.database_url!r}; use sqlite:///path/to/file.db "

@@ -161,4 +161,4 @@ class _CountRequests:
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(template, str(status[0] if status else 500)).inc()
+            self.metrics.count_request(template, status[0] if status else 500)

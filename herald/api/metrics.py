@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -43,6 +44,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Labelled children looked up once: labels() takes a lock and builds a key per call.
+        self._accepted = self.events.labels("accepted")
+        self._duplicates = self.events.labels("duplicate")
+        self._rejected = self.events.labels("rejected")
+        self._request_children: dict[tuple[str, int], Any] = {}
+
     def observe_commit(self, events: int, seconds: float) -> None:
         self.commit_events.observe(events)
         self.commit_seconds.observe(seconds)
@@ -52,11 +59,18 @@ class Metrics:
 
     def count_events(self, accepted: int, duplicates: int, rejected: int) -> None:
         if accepted:
-            self.events.labels("accepted").inc(accepted)
+            self._accepted.inc(accepted)
         if duplicates:
-            self.events.labels("duplicate").inc(duplicates)
+            self._duplicates.inc(duplicates)
         if rejected:
-            self.events.labels("rejected").inc(rejected)
+            self._rejected.inc(rejected)
+
+    def count_request(self, route: str, status: int) -> None:
+        key = (route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(route, str(status))
+        child.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

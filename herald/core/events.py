@@ -128,11 +128,13 @@ def decode_envelope(body: bytes) -> Envelope:
         raise InvalidRequest(_envelope_message(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise _json_error(body, str(exc)) from None
+    except RecursionError:
+        raise InvalidRequest(_TOO_DEEP) from None
     if not wire.batch:
         raise InvalidRequest('"batch" is empty: send at least one event.')
     try:
         decoded: list[_FastEvent] | None = _decode_fast(body).batch
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):
         decoded = None
     return Envelope(wire.batch, wire.sent_at or wire.sentAt, decoded)
 
@@ -143,6 +145,8 @@ def decode_single(body: bytes) -> Envelope:
         value = _decode_any(body)
     except msgspec.DecodeError as exc:
         raise _json_error(body, str(exc)) from None
+    except RecursionError:
+        raise InvalidRequest(_TOO_DEEP) from None
     if not isinstance(value, dict):
         raise InvalidRequest(
             f"The body must be one event as a JSON object, got {described_type(value)}; "
@@ -206,6 +210,8 @@ def check_event(
         return None, _structural_errors(raw, index, str(exc))
     except msgspec.DecodeError as exc:  # only reachable for bodies re-decoded outside a batch
         return None, [EventError(index, f"not valid JSON: {exc}")]
+    except RecursionError:
+        return None, [EventError(index, "the event nests arrays or objects too deeply to read")]
     errors = _semantic_errors(event, schema)
     if errors:
         uuid = str(event.uuid) if event.uuid else None
@@ -263,8 +269,11 @@ def _identify_errors(event: WireEvent, schema: CustomerSchema) -> list[tuple[str
     if isinstance(distinct_id, str) and not distinct_id:
         return [("payload.distinct_id", "must not be empty")]
     problem = schema.check(schema.primary_key, distinct_id)
-    if problem is None and not isinstance(distinct_id, str | int):
-        problem = f"expected a string or a number, got {described_type(distinct_id)}"
+    if problem is None and (
+        isinstance(distinct_id, bool) or not isinstance(distinct_id, str | int)
+    ):
+        shown = msgspec.json.encode(distinct_id).decode()[:40]
+        problem = f"expected a string or a whole number, got {described_type(distinct_id)} {shown}"
     return [] if problem is None else [("payload.distinct_id", problem)]
 
 
@@ -337,7 +346,10 @@ _OPTIONAL_OBJECTS = ("payload", "context", "$fcm")
 
 def _structural_errors(raw: bytes | msgspec.Raw, index: int, first: str) -> list[EventError]:
     """Every wire-schema error of an event msgspec refused (msgspec stops at the first)."""
-    value = _decode_any(raw)
+    try:
+        value = _decode_any(raw)
+    except (msgspec.DecodeError, RecursionError):  # a number out of range, bad JSON, deep nesting
+        value = None
     if not isinstance(value, dict):
         field, message = translate_validation_error(first)
         return [EventError(index, message, field)]
@@ -394,6 +406,9 @@ def _envelope_message(text: str) -> str:
 
 
 _BYTE = re.compile(r"\(byte (\d+)\)")
+_TOO_DEEP = (
+    "The body nests arrays or objects too deeply to read: keep payloads to a few levels of nesting."
+)
 
 
 def _json_error(body: bytes, text: str) -> InvalidJSON:
@@ -403,11 +418,23 @@ def _json_error(body: bytes, text: str) -> InvalidJSON:
     reason = _BYTE.sub("", text).replace("JSON is malformed: ", "").strip()
     if match is None:
         return InvalidJSON(f"The body is not valid JSON: {reason}.")
-    offset = int(match.group(1))
+    offset = _typo_offset(body, int(match.group(1)), reason)
     line = body.count(b"\n", 0, offset) + 1
-    column = offset - (body.rfind(b"\n", 0, offset) + 1) + 1
+    line_start = body.rfind(b"\n", 0, offset) + 1
+    column = (
+        len(body[line_start:offset].decode(errors="replace")) + 1
+    )  # characters, as editors count
     return InvalidJSON(
         f"The body is not valid JSON: {reason} at line {line}, column {column}.",
         line=line,
         column=column,
     )
+
+
+def _typo_offset(body: bytes, offset: int, reason: str) -> int:
+    """Where the typo is: msgspec points at the token after a missing or a trailing comma."""
+    if reason.startswith("expected ','"):
+        return len(body[:offset].rstrip())  # just after the value the comma should follow
+    if reason.startswith("trailing comma"):
+        return len(body[:offset].rstrip()) - 1  # the comma itself
+    return offset

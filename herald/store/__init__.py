@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,17 +23,27 @@ def sqlite_path(url: str) -> Path:
 
 
 def open_store(
-    settings: Settings, *, writer: bool = True, observe: Observer | None = None
+    settings: Settings,
+    *,
+    writer: bool = True,
+    writer_process: bool = False,
+    observe: Observer | None = None,
+    on_writer_lost: Callable[[], None] | None = None,
 ) -> Store:
-    """The store for `settings.database_url`; `writer=False` for the CLI's reads and admin."""
+    """The store for `settings.database_url`; `writer=False` for the CLI's reads and admin.
+
+    `writer_process=True` commits in a process of its own (what `herald serve` uses).
+    """
     if settings.database_url.startswith("sqlite://"):
         return SqliteStore(
             sqlite_path(settings.database_url),
             synchronous=settings.sqlite_synchronous,
             writer=writer,
+            writer_process=writer_process,
             max_pending_events=settings.max_pending_events,
             max_commit_events=settings.max_commit_events,
             observe_commit=observe,
+            on_writer_lost=on_writer_lost,
         )
     raise ConfigError(
         "PostgreSQL support is not built yet (it is planned); "

@@ -1,28 +1,26 @@
 """The embedded store: one SQLite file in WAL mode, plus the LMDB id index beside it.
 
-One writer thread owns the write connection and commits every queued request in one transaction
-(group commit). Reads run on short-lived threads, each with its own connection (WAL readers never
-block the writer). An exclusive lock file keeps a second Herald from writing the same file.
+One log writer (herald.store.logwriter) owns the write connection and commits every queued request
+in one transaction (group commit): on a thread of this process, or in a writer process of its own
+(`writer_process=True`, what `herald serve` uses, so that commits never wait for this process's
+GIL). Reads run on worker threads, each with its own connection (WAL readers never block the
+writer). An exclusive lock file keeps a second Herald from writing the same file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import sqlite3
 import threading
 import uuid as uuidlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from herald.core.events import Accepted, partition_of
+from herald.core.events import partition_of
 from herald.core.keys import KeyKind, hash_key, key_prefix
 from herald.core.schema import CustomerSchema
 from herald.errors import Conflict, NotFound, ServiceError, StoreUnavailable
@@ -38,43 +36,21 @@ from herald.store.base import (
     Workspace,
 )
 from herald.store.groupcommit import GroupCommitter, Observer
-from herald.store.idindex import IdIndex, IdWriter, index_key, pack_location, split_ids
+from herald.store.idindex import IdIndex
+from herald.store.logwriter import LogWriter
 from herald.store.reading import decode_cursor, encode_cursor, event_at, page_events
+from herald.store.sqlitedb import connect, ensure_store_id, from_us, index_path, migrate, to_us
+from herald.store.writerprocess import ProcessCommitter
 from herald.types import KeyId, WorkspaceId
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 10_000  # CLI writes wait for the writer's commit instead of failing
-RECOVERY_CHUNK = 5_000  # batches re-indexed per LMDB transaction at start-up
-
-_INSERT_BATCH = (
-    "INSERT INTO event_batches (seq, workspace_id, partition, count, received_at_us, sent_at_us,"
-    " ids, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_QUARANTINE = (
-    "INSERT INTO quarantine (workspace_id, batch_index, uuid, raw, errors, received_at_us)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-_ADD_COUNTERS = (
-    "INSERT INTO workspace_counters (workspace_id, accepted, duplicates, rejected)"
-    " VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id) DO UPDATE SET"
-    " accepted = accepted + excluded.accepted, duplicates = duplicates + excluded.duplicates,"
-    " rejected = rejected + excluded.rejected"
-)
 _KEY_COLUMNS = (
     "k.id, k.kind, k.prefix, k.created_at, k.last_used_at, k.revoked_at,"
     " w.id, w.name, w.created_at, w.schema"
 )
 _encode = msgspec.json.encode
 _decode_schema = msgspec.json.Decoder(CustomerSchema).decode
-
-
-def to_us(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def from_us(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
 def _iso(moment: datetime) -> str:
@@ -85,17 +61,10 @@ def _from_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-@dataclass
-class _Plan:
-    """What one group commit writes: rows for SQLite, ids for the index, a result per request."""
+class _Committer(Protocol):
+    async def submit(self, request: AppendRequest) -> AppendResult: ...
 
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    quarantine: list[tuple[Any, ...]] = field(default_factory=list)
-    keys: list[bytes] = field(default_factory=list)
-    locations: list[bytes] = field(default_factory=list)
-    counters: dict[int, list[int]] = field(default_factory=dict)
-    results: list[AppendResult] = field(default_factory=list)
-    next_seq: int = 0
+    def pending(self) -> int: ...
 
 
 class SqliteStore:
@@ -107,9 +76,11 @@ class SqliteStore:
         *,
         synchronous: str = "full",
         writer: bool = True,
+        writer_process: bool = False,
         max_pending_events: int = 200_000,
         max_commit_events: int = 20_000,
         observe_commit: Observer | None = None,
+        on_writer_lost: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self._synchronous = synchronous
@@ -117,145 +88,81 @@ class SqliteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._lock_file: int | None = None
         self._ids: IdIndex | None = None
-        self._next_seq = 1
-        self._committer: GroupCommitter[AppendRequest, AppendResult] = GroupCommitter(
-            self._write_group,
-            size_of=lambda request: len(request.accepted) + len(request.rejected),
-            max_pending=max_pending_events,
-            max_group=max_commit_events,
-            observe=observe_commit,
-            name="herald-log-writer",
-        )
-        self._write_conn: sqlite3.Connection | None = None
+        self._log: LogWriter | None = None
+        self._thread: GroupCommitter[AppendRequest, AppendResult] | None = None
+        self._process: ProcessCommitter | None = None
+        self._committer: _Committer | None = None
+        if writer and writer_process:
+            self._process = ProcessCommitter(
+                path,
+                synchronous=synchronous,
+                max_pending=max_pending_events,
+                max_group=max_commit_events,
+                observe=observe_commit,
+                on_lost=on_writer_lost,
+            )
+            self._committer = self._process
+        elif writer:
+            self._log = LogWriter(path, synchronous=synchronous)
+            self._thread = GroupCommitter(
+                self._log.write_group,
+                size_of=lambda request: len(request.accepted) + len(request.rejected),
+                max_pending=max_pending_events,
+                max_group=max_commit_events,
+                observe=observe_commit,
+                name="herald-log-writer",
+            )
+            self._committer = self._thread
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         await asyncio.to_thread(self._open)
-        if self._writer:
-            self._committer.start()
+        if self._log is not None and self._thread is not None:
+            await asyncio.to_thread(self._log.open)
+            self._thread.start()
+        if self._process is not None:
+            await self._process.start()
+        if self._log is not None:
+            self._ids = self._log.ids  # LMDB allows one environment per file per process
+        elif index_path(self.path).exists():
+            self._ids = IdIndex(index_path(self.path), readonly=True)
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connection()
-        _migrate(conn)
-        store_id = _ensure_store_id(conn)
-        index_path = self.path.with_name(self.path.name + ".ids")
-        if not self._writer:
-            if index_path.exists():
-                self._ids = IdIndex(index_path, readonly=True)
-            return
-        self._lock_file = _lock_exclusively(self.path.with_name(self.path.name + ".lock"))
-        self._write_conn = self._new_connection()
-        self._ids = IdIndex(index_path)
-        self._next_seq = _recover_index(self._write_conn, self._ids, store_id)
+        migrate(conn)
+        ensure_store_id(conn)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._committer.close)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.close)
+        if self._process is not None:
+            await self._process.close()
+        if self._log is not None:
+            self._log.close()
         with self._connections_lock:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
-        if self._write_conn is not None:
-            self._write_conn.close()
-        if self._ids is not None:
+        if self._ids is not None and self._log is None:
             self._ids.close()
-        if self._lock_file is not None:
-            os.close(self._lock_file)
 
     async def ping(self) -> None:
+        if self._process is not None and not self._process.healthy():
+            raise StoreUnavailable("The log writer process stopped; restart Herald.")
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     # -- the event log ------------------------------------------------------------------------
 
     async def append(self, request: AppendRequest) -> AppendResult:
+        if self._committer is None:
+            raise StoreUnavailable("This store was opened read-only; events go through serve.")
         return await self._committer.submit(request)
 
     def pending_events(self) -> int:
-        return self._committer.pending()
-
-    def _write_group(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
-        assert self._ids is not None and self._write_conn is not None
-        writer = self._ids.write()
-        try:
-            plan = self._plan(requests, [request.accepted for request in requests])
-            if not writer.insert_all_new(plan.keys, plan.locations):
-                writer.abort()  # some ids exist already: redo the group one id at a time
-                writer = self._ids.write()
-                plan = self._plan_without_duplicates(requests, writer)
-            _commit_plan(self._write_conn, plan)
-            writer.set_checkpoint(plan.next_seq - 1)
-        except BaseException:
-            writer.abort()
-            raise
-        writer.commit()
-        self._next_seq = plan.next_seq
-        return plan.results
-
-    def _plan_without_duplicates(
-        self, requests: Sequence[AppendRequest], writer: IdWriter
-    ) -> _Plan:
-        kept = [
-            [
-                event
-                for event in request.accepted
-                if writer.insert_if_new(index_key(request.workspace_id, event.id))
-            ]
-            for request in requests
-        ]
-        plan = self._plan(requests, kept)
-        writer.set_locations(zip(plan.keys, plan.locations, strict=False))
-        return plan
-
-    def _plan(self, requests: Sequence[AppendRequest], kept: list[list[Accepted]]) -> _Plan:
-        plan = _Plan()
-        seq = self._next_seq
-        for request, events in zip(requests, kept, strict=True):
-            workspace_id = request.workspace_id
-            prefix = workspace_id.to_bytes(4, "big")
-            received_us = to_us(request.received_at)
-            sent_us = to_us(request.sent_at) if request.sent_at else None
-            for partition, lane in _by_partition(events).items():
-                plan.keys.extend([prefix + event.id for event in lane])
-                plan.locations.extend(
-                    [pack_location(seq, position) for position in range(len(lane))]
-                )
-                plan.rows.append(
-                    (
-                        seq,
-                        workspace_id,
-                        partition,
-                        len(lane),
-                        received_us,
-                        sent_us,
-                        b"".join([event.id for event in lane]),
-                        b"[" + b",".join([event.raw for event in lane]) + b"]",
-                    )
-                )
-                seq += 1
-            plan.quarantine.extend(
-                (
-                    workspace_id,
-                    rejected.index,
-                    next((error.uuid for error in rejected.errors if error.uuid), None),
-                    rejected.raw,
-                    _encode(rejected.errors),
-                    received_us,
-                )
-                for rejected in request.rejected
-            )
-            result = AppendResult(
-                len(events), len(request.accepted) - len(events), len(request.rejected)
-            )
-            plan.results.append(result)
-            totals = plan.counters.setdefault(workspace_id, [0, 0, 0])
-            totals[0] += result.accepted
-            totals[1] += result.duplicates
-            totals[2] += result.rejected
-        plan.next_seq = seq
-        return plan
+        return self._committer.pending() if self._committer is not None else 0
 
     async def list_events(
         self, workspace_id: WorkspaceId, filters: EventFilter, *, cursor: str | None, limit: int
@@ -507,97 +414,7 @@ class SqliteStore:
         return conn
 
     def _new_connection(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"Cannot open the database at {self.path}: {exc}") from exc
-        return conn
-
-
-def _by_partition(events: list[Accepted]) -> dict[int, list[Accepted]]:
-    lanes: dict[int, list[Accepted]] = {}
-    for event in events:
-        lane = lanes.get(event.partition)
-        if lane is None:
-            lanes[event.partition] = [event]
-        else:
-            lane.append(event)
-    return lanes
-
-
-def _commit_plan(conn: sqlite3.Connection, plan: _Plan) -> None:
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(_INSERT_BATCH, plan.rows)
-        if plan.quarantine:
-            conn.executemany(_INSERT_QUARANTINE, plan.quarantine)
-        conn.executemany(
-            _ADD_COUNTERS, [(ws, *totals) for ws, totals in plan.counters.items() if any(totals)]
-        )
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise StoreUnavailable(f"The event log could not be committed: {exc}") from exc
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Apply the SQL files of herald/store/migrations not yet applied (PRAGMA user_version)."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    folder = resources.files("herald.store") / "migrations"
-    scripts = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
-    for number, name in enumerate(scripts, start=1):
-        if number <= version:
-            continue
-        script = (folder / name).read_text()
-        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-
-
-def _ensure_store_id(conn: sqlite3.Connection) -> str:
-    conn.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (uuidlib.uuid4().hex,)
-    )
-    (store_id,) = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-    return str(store_id)
-
-
-def _lock_exclusively(path: Path) -> int:
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(handle)
-        raise StoreUnavailable(
-            f"Another Herald process is writing {path.with_suffix('')}; stop it first, "
-            "or give this one its own HERALD_DATABASE_URL."
-        ) from None
-    return handle
-
-
-def _recover_index(conn: sqlite3.Connection, ids: IdIndex, store_id: str) -> int:
-    """Bring the id index up to the log; return the next batch seq."""
-    (max_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM event_batches").fetchone()
-    if ids.store_id() != store_id or ids.checkpoint() > max_seq:
-        ids.reset(store_id)
-    checkpoint = ids.checkpoint()
-    while checkpoint < max_seq:
-        rows = conn.execute(
-            "SELECT seq, workspace_id, ids FROM event_batches WHERE seq > ? ORDER BY seq LIMIT ?",
-            (checkpoint, RECOVERY_CHUNK),
-        ).fetchall()
-        writer = ids.write()
-        writer.set_locations(
-            (index_key(workspace_id, event_id), pack_location(seq, position))
-            for seq, workspace_id, blob in rows
-            for position, event_id in enumerate(split_ids(blob))
-        )
-        checkpoint = rows[-1][0]
-        writer.set_checkpoint(checkpoint)
-        writer.commit()
-    return int(max_seq) + 1
+        return connect(self.path, synchronous=self._synchronous)
 
 
 def _workspace(row: tuple[Any, ...]) -> Workspace:

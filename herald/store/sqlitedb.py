@@ -1,0 +1,62 @@
+"""SQLite plumbing shared by the store and the log writer: connections, migrations, time units."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+from herald.errors import StoreUnavailable
+
+BUSY_TIMEOUT_MS = 10_000  # CLI writes wait for the writer's commit instead of failing
+
+
+def to_us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+def connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
+    """A connection in autocommit mode, WAL journal, with the durability setting applied."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"Cannot open the database at {path}: {exc}") from exc
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the SQL files of herald/store/migrations not yet applied (PRAGMA user_version)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    folder = resources.files("herald.store") / "migrations"
+    scripts = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    for number, name in enumerate(scripts, start=1):
+        if number <= version:
+            continue
+        script = (folder / name).read_text()
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+
+def ensure_store_id(conn: sqlite3.Connection) -> str:
+    """A random id for this database file, made once: tells a stale id index from a fresh one."""
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,)
+    )
+    (store_id,) = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+    return str(store_id)
+
+
+def index_path(path: Path) -> Path:
+    return path.with_name(path.name + ".ids")
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
