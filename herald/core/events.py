@@ -421,9 +421,7 @@ def _json_error(body: bytes, text: str) -> InvalidJSON:
     offset = _typo_offset(body, int(match.group(1)), reason)
     line = body.count(b"\n", 0, offset) + 1
     line_start = body.rfind(b"\n", 0, offset) + 1
-    column = (
-        len(body[line_start:offset].decode(errors="replace")) + 1
-    )  # characters, as editors count
+    column = len(body[line_start:offset].decode(errors="replace")) + 1  # characters, not bytes
     return InvalidJSON(
         f"The body is not valid JSON: {reason} at line {line}, column {column}.",
         line=line,
@@ -432,9 +430,11 @@ def _json_error(body: bytes, text: str) -> InvalidJSON:
 
 
 def _typo_offset(body: bytes, offset: int, reason: str) -> int:
-    """Where the typo is: msgspec points at the token after a missing or a trailing comma."""
+    """Where the typo is: msgspec points past it for a missing or trailing comma, or stray text."""
     if reason.startswith("expected ','"):
         return len(body[:offset].rstrip())  # just after the value the comma should follow
     if reason.startswith("trailing comma"):
         return len(body[:offset].rstrip()) - 1  # the comma itself
+    if reason.startswith("trailing characters"):
+        return offset - 1  # msgspec counts past the first stray character
     return offset
