@@ -147,7 +147,10 @@ def serve(host: str | None, port: int | None) -> None:
         finally:
             await store.close()
 
-    uvloop.run(run())
+    try:
+        uvloop.run(run())
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: uvicorn shut down gracefully, then re-raised the signal for us
     if lost:
         click.echo("error: the log writer process stopped; restart Herald.", err=True)
         sys.exit(1)

@@ -95,7 +95,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes, f"the body is {int(declared):,} bytes")
+        raise _too_large(max_bytes, f"the body ({int(declared):,} bytes)")
     chunks: list[bytes] = []
     received = 0
     async for chunk in request.stream():
@@ -108,16 +108,25 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        data = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise _bad_gzip(exc) from None
-    if len(data) > max_bytes:
-        raise _too_large(max_bytes, "the decompressed body")
-    if not inflater.eof:
-        raise _bad_gzip("the gzip stream is truncated")
-    return data
+    """Inflate every gzip member (`cat a.gz b.gz` is valid gzip), never past `max_bytes`."""
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            part = inflater.decompress(rest, max_bytes - size + 1)
+        except zlib.error as exc:
+            raise _bad_gzip(exc) from None
+        size += len(part)
+        if size > max_bytes:
+            raise _too_large(max_bytes, "the decompressed body")
+        if not inflater.eof:
+            raise _bad_gzip("the gzip stream is truncated")
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(parts)
 
 
 def _bad_gzip(reason: object) -> InvalidGzip:

@@ -115,7 +115,10 @@ def _paths() -> dict[str, Any]:
                 "content": {"application/json": {"schema": _ref(WireEvent)}},
             },
             "responses": {"201": _json(IngestResult, "The event's result"), **_INGEST_ERRORS},
-        },
+        }
+    }
+    # GET is served at /api/events only: /api/events/ is the single-event POST route.
+    listing = {
         "get": {
             "summary": "List events, newest first (admin key)",
             "security": _KEY,
@@ -128,7 +131,7 @@ def _paths() -> dict[str, Any]:
                 _LIMIT,
             ],
             "responses": {"200": _json(EventList, "A page of events"), **_ADMIN_ERRORS},
-        },
+        }
     }
     posthog = {
         "post": {
@@ -140,6 +143,7 @@ def _paths() -> dict[str, Any]:
     return {
         "/api/events/batch/": ingest,
         "/api/events/": one,
+        "/api/events": listing,
         "/api/events/posthog/": posthog,
         "/api/events/{uuid}": {
             "get": {

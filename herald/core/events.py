@@ -130,12 +130,14 @@ def decode_envelope(body: bytes) -> Envelope:
         raise _json_error(body, str(exc)) from None
     except RecursionError:
         raise InvalidRequest(_TOO_DEEP) from None
+    except UnicodeDecodeError:
+        raise InvalidJSON(_NOT_UTF8) from None
     if not wire.batch:
         raise InvalidRequest('"batch" is empty: send at least one event.')
     try:
         decoded: list[_FastEvent] | None = _decode_fast(body).batch
-    except (msgspec.ValidationError, RecursionError):
-        decoded = None
+    except (msgspec.ValidationError, RecursionError, UnicodeDecodeError):
+        decoded = None  # some event needs the one-by-one checks
     return Envelope(wire.batch, wire.sent_at or wire.sentAt, decoded)
 
 
@@ -147,6 +149,8 @@ def decode_single(body: bytes) -> Envelope:
         raise _json_error(body, str(exc)) from None
     except RecursionError:
         raise InvalidRequest(_TOO_DEEP) from None
+    except UnicodeDecodeError:
+        raise InvalidJSON(_NOT_UTF8) from None
     if not isinstance(value, dict):
         raise InvalidRequest(
             f"The body must be one event as a JSON object, got {described_type(value)}; "
@@ -181,7 +185,7 @@ def check_batch(
             rejected.append(Rejected(index, bytes(raw), [EventError(index, message)]))
             continue
         event: WireEvent | _FastEvent | None = decoded[index] if decoded is not None else None
-        if event is None or event.event[0] == "$":  # special events get every check
+        if event is None or _needs_full_check(event):
             event, errors = check_event(raw, index=index, schema=schema)
             if event is None:
                 rejected.append(Rejected(index, bytes(raw), errors))
@@ -193,6 +197,15 @@ def check_batch(
         event_id = event.uuid.bytes if event.uuid is not None else new_id()
         accepted.append(Accepted(event_id, lane, bytes(raw)))
     return CheckedBatch(accepted, rejected, sent_at)
+
+
+def _needs_full_check(event: WireEvent | _FastEvent) -> bool:
+    """Special events get every check; so do timestamps at the edge of the calendar, which
+    some offsets push out of it once in UTC."""
+    if event.event[0] == "$":
+        return True
+    moment = event.timestamp
+    return isinstance(moment, datetime) and moment.year in (1, 9999)
 
 
 def partition_of(workspace_id: int, correlation_value: str) -> int:
@@ -212,9 +225,11 @@ def check_event(
         return None, [EventError(index, f"not valid JSON: {exc}")]
     except RecursionError:
         return None, [EventError(index, "the event nests arrays or objects too deeply to read")]
+    except UnicodeDecodeError:
+        return None, [EventError(index, _NOT_UTF8_EVENT, uuid=_safe_uuid(raw))]
     errors = _semantic_errors(event, schema)
     if errors:
-        uuid = str(event.uuid) if event.uuid else None
+        uuid = _uuid_as_sent(raw) if event.uuid else None
         return None, [EventError(index, message, field, uuid) for field, message in errors]
     return event, []
 
@@ -228,7 +243,13 @@ def parse_timestamp(text: str) -> datetime:
             parsed = msgspec.convert(text, datetime)  # RFC 3339 forms fromisoformat refuses
         except msgspec.ValidationError:
             parsed = datetime.strptime(text, _ANDROID_FORMAT)  # ValueError when nothing fits
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)  # the offset is kept; this only refuses what UTC cannot hold
+    except OverflowError:
+        raise ValueError(f"{text!r} falls outside years 1-9999 in UTC") from None
+    return parsed
 
 
 def _semantic_errors(event: WireEvent, schema: CustomerSchema) -> list[tuple[str, str]]:
@@ -348,7 +369,7 @@ def _structural_errors(raw: bytes | msgspec.Raw, index: int, first: str) -> list
     """Every wire-schema error of an event msgspec refused (msgspec stops at the first)."""
     try:
         value = _decode_any(raw)
-    except (msgspec.DecodeError, RecursionError):  # a number out of range, bad JSON, deep nesting
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):  # out of range, bad bytes
         value = None
     if not isinstance(value, dict):
         field, message = translate_validation_error(first)
@@ -378,6 +399,35 @@ def _required_string_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"expected a string, got {described_type(value)}"
     return None if value else "must be a non-empty string"
+
+
+_NOT_UTF8 = (
+    "The body has bytes that are not UTF-8 inside a JSON string; JSON must be UTF-8: "
+    "re-encode the text (for example from Latin-1) before sending."
+)
+_NOT_UTF8_EVENT = (
+    "the event has bytes that are not UTF-8 inside a string; JSON must be UTF-8: "
+    "re-encode the text before sending"
+)
+
+
+def _safe_uuid(raw: bytes | msgspec.Raw) -> str | None:
+    try:
+        return _uuid_as_sent(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return None
+
+
+class _UuidText(msgspec.Struct):
+    uuid: str | None = None
+
+
+_decode_uuid_text = msgspec.json.Decoder(_UuidText).decode
+
+
+def _uuid_as_sent(raw: bytes | msgspec.Raw) -> str | None:
+    """The uuid as the client wrote it (errors echo it so the client can match them)."""
+    return _decode_uuid_text(raw).uuid
 
 
 class _UuidOnly(msgspec.Struct):

@@ -10,7 +10,9 @@ runs without fsync, and a crash between the SQLite commit and the LMDB commit lo
 
 from __future__ import annotations
 
+import array
 import struct
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,9 @@ class IdIndex:
                 max_dbs=2,
                 sync=False,  # the log is fsynced; this index is rebuilt from it after a crash
                 metasync=False,
-                writemap=not readonly,
+                # No writemap: with it LMDB sizes the file to MAP_SIZE (sparse, but a copy of
+                # it is not); without it the file holds only what is written.
+                writemap=False,
                 readonly=readonly,
                 create=not readonly,
             )
@@ -111,6 +115,22 @@ class IdWriter:
 
     def abort(self) -> None:
         self._txn.abort()
+
+
+def pack_positions(places: list[int]) -> bytes:
+    """Each event's place in its request, as uint32 little-endian."""
+    packed = array.array("I", places)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_positions(blob: bytes) -> list[int]:
+    packed = array.array("I")
+    packed.frombytes(blob)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tolist()
 
 
 def split_ids(ids: bytes) -> Iterator[bytes]:

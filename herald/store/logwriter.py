@@ -21,7 +21,14 @@ import msgspec
 from herald.core.events import Accepted
 from herald.errors import StoreUnavailable
 from herald.store.base import AppendRequest, AppendResult
-from herald.store.idindex import IdIndex, IdWriter, index_key, pack_location, split_ids
+from herald.store.idindex import (
+    IdIndex,
+    IdWriter,
+    index_key,
+    pack_location,
+    pack_positions,
+    split_ids,
+)
 from herald.store.sqlitedb import (
     connect,
     ensure_store_id,
@@ -37,8 +44,8 @@ LOCK_WAIT_S = 5.0
 LOCK_RETRY_S = 0.05
 
 _INSERT_BATCH = (
-    "INSERT INTO event_batches (seq, workspace_id, partition, count, received_at_us, sent_at_us,"
-    " ids, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO event_batches (seq, request_seq, workspace_id, partition, count, received_at_us,"
+    " sent_at_us, ids, positions, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_QUARANTINE = (
     "INSERT INTO quarantine (workspace_id, batch_index, uuid, raw, errors, received_at_us)"
@@ -147,12 +154,27 @@ def _plan_request(plan: _Plan, request: AppendRequest, events: list[Accepted], s
     prefix = workspace_id.to_bytes(4, "big")
     received_us = to_us(request.received_at)
     sent_us = to_us(request.sent_at) if request.sent_at else None
-    for partition, lane in _by_partition(events).items():
+    request_seq = seq
+    for partition, places in _by_partition(events).items():
+        lane = [events[place] for place in places]
         plan.keys.extend([prefix + event.id for event in lane])
         plan.locations.extend([pack_location(seq, position) for position in range(len(lane))])
         ids = b"".join([event.id for event in lane])
         blob = b"[" + b",".join([event.raw for event in lane]) + b"]"
-        plan.rows.append((seq, workspace_id, partition, len(lane), received_us, sent_us, ids, blob))
+        plan.rows.append(
+            (
+                seq,
+                request_seq,
+                workspace_id,
+                partition,
+                len(lane),
+                received_us,
+                sent_us,
+                ids,
+                pack_positions(places),
+                blob,
+            )
+        )
         seq += 1
     plan.quarantine.extend(
         (
@@ -174,14 +196,15 @@ def _plan_request(plan: _Plan, request: AppendRequest, events: list[Accepted], s
     return seq
 
 
-def _by_partition(events: list[Accepted]) -> dict[int, list[Accepted]]:
-    lanes: dict[int, list[Accepted]] = {}
-    for event in events:
+def _by_partition(events: list[Accepted]) -> dict[int, list[int]]:
+    """The places in `events` of each partition's events, in order."""
+    lanes: dict[int, list[int]] = {}
+    for place, event in enumerate(events):
         lane = lanes.get(event.partition)
         if lane is None:
-            lanes[event.partition] = [event]
+            lanes[event.partition] = [place]
         else:
-            lane.append(event)
+            lane.append(place)
     return lanes
 
 

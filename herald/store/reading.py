@@ -1,7 +1,13 @@
-"""Reading events back out of record batches: cursors, filters and pages."""
+"""Reading events back out of record batches: cursors, filters and pages.
+
+A request's events are spread over one record batch per partition (consecutive seqs from the
+request's `request_seq`), each event with its place in the request. Readers put them back in
+request order, so an event's address is (request_seq, place) and pages follow commit order.
+"""
 
 from __future__ import annotations
 
+import itertools
 import uuid as uuidlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -12,87 +18,102 @@ import msgspec
 from herald.core.events import WireEvent, parse_timestamp
 from herald.errors import InvalidRequest
 from herald.store.base import EventFilter, EventPage, StoredEvent
-from herald.store.idindex import split_ids
+from herald.store.idindex import split_ids, unpack_positions
 from herald.types import WorkspaceId
 
 # A page scans at most this many record batches; a sparse filter then returns a short page
 # with a cursor to continue, instead of holding a reader for a whole-log scan.
 MAX_SCAN_BATCHES = 20_000
-_END = 1 << 62
+END = 1 << 62
+
+COLUMNS = (
+    "seq, request_seq, workspace_id, partition, received_at_us, sent_at_us, ids, positions, events"
+)
+Row = tuple[int, int, int, int, int, int | None, bytes, bytes, bytes]
+Address = tuple[int, int]  # (request_seq, place in the request)
 
 _decode_raws = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _decode_event = msgspec.json.Decoder(WireEvent).decode
 
-Row = tuple[int, int, int, int, int | None, bytes, bytes]
+
+def encode_cursor(address: Address) -> str:
+    return f"{address[0]}-{address[1]}"
 
 
-def encode_cursor(seq: int, position: int) -> str:
-    return f"{seq}-{position}"
-
-
-def decode_cursor(
-    cursor: str | None, *, default: tuple[int, int] = (_END, _END)
-) -> tuple[int, int]:
+def decode_cursor(cursor: str | None, *, default: Address = (END, END)) -> Address:
     if cursor is None:
         return default
-    seq, _, position = cursor.partition("-")
-    if not (seq.isdigit() and position.isdigit()):
+    request_seq, _, place = cursor.partition("-")
+    if not (request_seq.isdigit() and place.isdigit()):
         raise InvalidRequest(
             f"cursor {cursor!r} is not one Herald gave out; start again without a cursor.",
             field="cursor",
         )
-    return int(seq), int(position)
+    return int(request_seq), int(place)
 
 
 def event_at(row: Row, position: int) -> StoredEvent:
     """The event at `position` of one record batch row."""
-    return next(e for p, e in _events_of(row, newest_first=False) if p == position)
+    return next(event for at, event in _events_of(row) if at == position)
 
 
 def page_events(
     rows: Iterable[Row],
     filters: EventFilter,
     *,
-    before: tuple[int, int],
+    cursor: Address,
     limit: int,
     newest_first: bool = True,
 ) -> EventPage:
-    """Collect up to `limit` events past the cursor position, in the rows' order, filtered."""
+    """Up to `limit` events past `cursor`, in commit order (or its reverse), filtered.
+
+    `rows` come in seq order (descending when `newest_first`).
+    """
     events: list[StoredEvent] = []
-    last: tuple[int, int] | None = None
-    for scanned, row in enumerate(rows, start=1):
-        for position, event in _events_of(row, newest_first=newest_first):
-            if not _beyond((row[0], position), before, newest_first):
+    last: Address | None = None
+    scanned = 0
+    for _, group in itertools.groupby(rows, key=lambda row: row[1]):
+        batches = list(group)
+        scanned += len(batches)
+        for address, event in _in_request_order(batches, newest_first):
+            if not (address < cursor if newest_first else address > cursor):
                 continue
-            last = (row[0], position)
+            last = address
             if _matches(event, filters):
                 events.append(event)
                 if len(events) == limit:
-                    return EventPage(events, encode_cursor(*last))
+                    return EventPage(events, encode_cursor(address))
         if scanned >= MAX_SCAN_BATCHES and last is not None:
-            return EventPage(events, encode_cursor(*last))
-    return EventPage(events, None if newest_first else (events[-1].cursor if events else None))
+            return EventPage(events, encode_cursor(last))
+    if newest_first:
+        return EventPage(events, None)
+    return EventPage(events, encode_cursor(last) if last is not None else None)
 
 
-def _beyond(at: tuple[int, int], cursor: tuple[int, int], newest_first: bool) -> bool:
-    return at < cursor if newest_first else at > cursor
+def _in_request_order(batches: list[Row], newest_first: bool) -> list[tuple[Address, StoredEvent]]:
+    merged = [
+        ((row[1], place), event)
+        for row in batches
+        for (_, event), place in zip(_events_of(row), unpack_positions(row[7]), strict=True)
+    ]
+    merged.sort(key=lambda item: item[0], reverse=newest_first)
+    return merged
 
 
-def _events_of(row: Row, *, newest_first: bool) -> Iterator[tuple[int, StoredEvent]]:
-    seq, workspace_id, partition, received_us, sent_us, ids, blob = row
+def _events_of(row: Row) -> Iterator[tuple[int, StoredEvent]]:
+    _, request_seq, workspace_id, partition, received_us, sent_us, ids, positions, blob = row
     raws = _decode_raws(blob)
-    event_ids = list(split_ids(ids))
     received_at = datetime.fromtimestamp(received_us / 1e6, UTC)
     sent_at = datetime.fromtimestamp(sent_us / 1e6, UTC) if sent_us is not None else None
-    positions = range(len(raws) - 1, -1, -1) if newest_first else range(len(raws))
-    for position in positions:
+    places = unpack_positions(positions)
+    for position, (event_id, raw) in enumerate(zip(split_ids(ids), raws, strict=True)):
         yield (
             position,
             StoredEvent(
-                cursor=encode_cursor(seq, position),
+                cursor=encode_cursor((request_seq, places[position])),
                 workspace_id=WorkspaceId(workspace_id),
-                uuid=str(uuidlib.UUID(bytes=event_ids[position])),
-                raw=bytes(raws[position]),
+                uuid=str(uuidlib.UUID(bytes=event_id)),
+                raw=bytes(raw),
                 received_at=received_at,
                 sent_at=sent_at,
                 partition=partition,
@@ -113,10 +134,19 @@ def _matches(stored: StoredEvent, filters: EventFilter) -> bool:
         return False
     if filters.start is None and filters.end is None:
         return True
-    moment = parse_timestamp(event.timestamp) if event.timestamp else stored.received_at
+    moment = _event_time(event, stored)
     return (filters.start is None or moment >= filters.start) and (
         filters.end is None or moment < filters.end
     )
+
+
+def _event_time(event: WireEvent, stored: StoredEvent) -> datetime:
+    if event.timestamp is None:
+        return stored.received_at
+    try:
+        return parse_timestamp(event.timestamp)
+    except ValueError:  # stored before a stricter parser: fall back to when it arrived
+        return stored.received_at
 
 
 _NO_FILTER = EventFilter()

@@ -20,8 +20,8 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from herald.core.events import partition_of
-from herald.core.keys import KeyKind, hash_key, key_prefix
+from herald.core.events import PARTITIONS, partition_of
+from herald.core.keys import KEY_PREFIX_LENGTH, KeyKind, hash_key, key_prefix
 from herald.core.schema import CustomerSchema
 from herald.errors import Conflict, NotFound, ServiceError, StoreUnavailable
 from herald.store.base import (
@@ -36,9 +36,15 @@ from herald.store.base import (
     Workspace,
 )
 from herald.store.groupcommit import GroupCommitter, Observer
-from herald.store.idindex import IdIndex
+from herald.store.idindex import IdIndex, unpack_positions
 from herald.store.logwriter import LogWriter
-from herald.store.reading import decode_cursor, encode_cursor, event_at, page_events
+from herald.store.reading import (
+    COLUMNS,
+    decode_cursor,
+    encode_cursor,
+    event_at,
+    page_events,
+)
 from herald.store.sqlitedb import connect, ensure_store_id, from_us, index_path, migrate, to_us
 from herald.store.writerprocess import ProcessCommitter
 from herald.types import KeyId, WorkspaceId
@@ -170,37 +176,40 @@ class SqliteStore:
         before = decode_cursor(cursor)
 
         def query(conn: sqlite3.Connection) -> EventPage:
+            # The rows of request R have seqs R .. R + PARTITIONS - 1.
             sql = (
-                "SELECT seq, workspace_id, partition, received_at_us, sent_at_us, ids, events"
-                " FROM event_batches WHERE workspace_id = ? AND seq <= ?"
+                f"SELECT {COLUMNS} FROM event_batches"
+                " WHERE workspace_id = ? AND seq < ? AND request_seq <= ?"
             )
-            params: list[Any] = [workspace_id, before[0]]
+            params: list[Any] = [workspace_id, before[0] + PARTITIONS, before[0]]
             if filters.correlation_value is not None:
                 sql += " AND partition = ?"
                 params.append(partition_of(workspace_id, filters.correlation_value))
             rows = conn.execute(sql + " ORDER BY seq DESC", params)
-            return page_events(rows, filters, before=before, limit=limit, newest_first=True)
+            return page_events(rows, filters, cursor=before, limit=limit, newest_first=True)
 
         return await self._run(query)
 
     async def last_cursor(self) -> str | None:
-        row = await self._run(
-            lambda conn: conn.execute(
-                "SELECT seq, count FROM event_batches ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-        )
-        return None if row is None else encode_cursor(row[0], row[1] - 1)
+        def query(conn: sqlite3.Connection) -> str | None:
+            rows = conn.execute(
+                "SELECT request_seq, positions FROM event_batches WHERE request_seq ="
+                " (SELECT request_seq FROM event_batches ORDER BY seq DESC LIMIT 1)"
+            ).fetchall()
+            if not rows:
+                return None
+            return encode_cursor((rows[0][0], max(max(unpack_positions(p)) for _, p in rows)))
+
+        return await self._run(query)
 
     async def tail_events(self, after: str | None, *, limit: int) -> EventPage:
         start = decode_cursor(after, default=(0, -1))
 
         def query(conn: sqlite3.Connection) -> EventPage:
             rows = conn.execute(
-                "SELECT seq, workspace_id, partition, received_at_us, sent_at_us, ids, events"
-                " FROM event_batches WHERE seq >= ? ORDER BY seq",
-                (start[0],),
+                f"SELECT {COLUMNS} FROM event_batches WHERE seq >= ? ORDER BY seq", (start[0],)
             )
-            return page_events(rows, EventFilter(), before=start, limit=limit, newest_first=False)
+            return page_events(rows, EventFilter(), cursor=start, limit=limit, newest_first=False)
 
         return await self._run(query)
 
@@ -214,12 +223,10 @@ class SqliteStore:
         seq, position = location
 
         def query(conn: sqlite3.Connection) -> StoredEvent:
-            rows = conn.execute(
-                "SELECT seq, workspace_id, partition, received_at_us, sent_at_us, ids, events"
-                " FROM event_batches WHERE seq = ?",
-                (seq,),
-            )
-            return event_at(rows.fetchone(), position)
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM event_batches WHERE seq = ?", (seq,)
+            ).fetchone()
+            return event_at(row, position)
 
         return await self._run(query)
 
@@ -305,11 +312,20 @@ class SqliteStore:
         now = _iso(datetime.now(UTC))
 
         def revoke(conn: sqlite3.Connection) -> ApiKey:
+            # The whole key (say, a leaked one) names its key exactly; otherwise match the
+            # stored prefix case-sensitively (LIKE would ignore case and treat _ as a wildcard).
             rows = conn.execute(
-                "SELECT id FROM api_keys WHERE workspace_id = ? AND prefix LIKE ? || '%'"
+                "SELECT id FROM api_keys WHERE workspace_id = ? AND key_hash = ?"
                 " AND revoked_at IS NULL",
-                (workspace_id, prefix),
+                (workspace_id, hash_key(prefix)),
             ).fetchall()
+            if not rows:
+                given = prefix[:KEY_PREFIX_LENGTH]
+                rows = conn.execute(
+                    "SELECT id FROM api_keys WHERE workspace_id = ? AND substr(prefix, 1, ?) = ?"
+                    " AND revoked_at IS NULL",
+                    (workspace_id, len(given), given),
+                ).fetchall()
             if not rows:
                 raise NotFound(
                     f"No live key starting with {prefix!r} in this workspace; "

@@ -6,7 +6,7 @@ talk over a socket pair with length-prefixed msgpack frames. While one group is 
 the group commit. When the API process dies, the socket reads end-of-file and this process commits
 what it has read, then exits; a retried batch is then reported as duplicates.
 
-    python -m herald.store.writerprocess --fd N --path herald.db --synchronous full
+    python -m herald.store.writer_main --fd N --path herald.db --synchronous full
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class ProcessCommitter:
             [
                 sys.executable,
                 "-m",
-                "herald.store.writerprocess",
+                "herald.store.writer_main",
                 "--fd",
                 str(child.fileno()),
                 "--path",
@@ -321,7 +321,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         log.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

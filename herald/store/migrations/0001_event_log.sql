@@ -1,13 +1,17 @@
 -- The event log: one row per (request, partition) record batch, in commit order (seq).
--- ids: 16-byte event ids concatenated; events: a JSON array of the events as sent.
+-- request_seq: the seq of the request's first record batch; positions: each event's place in its
+-- request (uint32, little-endian); ids: 16-byte event ids; events: a JSON array of the events as
+-- sent. The rows of one request have consecutive seqs from request_seq.
 CREATE TABLE event_batches (
     seq            INTEGER PRIMARY KEY,
+    request_seq    INTEGER NOT NULL,
     workspace_id   INTEGER NOT NULL,
     partition      INTEGER NOT NULL,
     count          INTEGER NOT NULL,
     received_at_us INTEGER NOT NULL,
     sent_at_us     INTEGER,
     ids            BLOB NOT NULL,
+    positions      BLOB NOT NULL,
     events         BLOB NOT NULL
 );
 -- Sequential keys only: each group commit touches at most one page per partition.
