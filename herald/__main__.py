@@ -1,3 +1,3 @@
 from herald.cli import main
 
-main()
+main(prog_name="herald")

@@ -77,6 +77,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def _console() -> Console:
+    """A console for tables: the terminal's width, or wide enough when piped."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
@@ -204,7 +210,7 @@ def workspaces_list() -> None:
             workspace.created_at.isoformat(timespec="seconds"),
             workspace.schema.primary_key or "-",
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @main.group()
@@ -255,7 +261,7 @@ def keys_list(workspace_name: str) -> None:
             key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never",
             key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @keys.command("revoke")
