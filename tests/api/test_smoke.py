@@ -14,7 +14,9 @@ EVENT = {
 
 
 async def test_an_accepted_event_can_be_read_back(client: httpx.AsyncClient, keys: Keys) -> None:
-    sent = await client.post("/api/events/batch/", json={"batch": [EVENT]}, headers=auth(keys.write))
+    sent = await client.post(
+        "/api/events/batch/", json={"batch": [EVENT]}, headers=auth(keys.write)
+    )
 
     read = await client.get(f"/api/events/{EVENT['uuid']}", headers=auth(keys.admin))
 
