@@ -15,7 +15,6 @@ that samples the server's memory.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -127,11 +126,11 @@ def raw_store_ceiling(workdir: Path, events: int, group: int = 1000) -> dict[str
     """The store's own write path, fed pre-checked events in groups of `group`, in a tight loop."""
     from herald.core.events import Accepted, partition_of
     from herald.store.base import AppendRequest
-    from herald.store.sqlite import SqliteStore
+    from herald.store.logwriter import LogWriter
     from herald.types import WorkspaceId
 
-    store = SqliteStore(workdir / "raw.db")
-    asyncio.run(store.start())
+    writer = LogWriter(workdir / "raw.db", synchronous="full")
+    writer.open()
     customers = [str(uuid.uuid4()).upper() for _ in range(1000)]
     requests = []
     for start in range(0, events, group):
@@ -144,9 +143,9 @@ def raw_store_ceiling(workdir: Path, events: int, group: int = 1000) -> dict[str
         requests.append(AppendRequest(WorkspaceId(1), accepted, [], datetime.now(UTC), None))
     began = time.perf_counter()
     for request in requests:
-        store._write_group([request])
+        writer.write_group([request])
     elapsed = time.perf_counter() - began
-    asyncio.run(store.close())
+    writer.close()
     return {"run": "raw store ceiling", "batch": group, "events_per_s": events / elapsed}
 
 

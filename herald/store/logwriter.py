@@ -8,6 +8,7 @@ store's writer thread, or in a writer process of its own (`herald.store.writerpr
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lmdb
 import msgspec
 
 from herald.core.events import Accepted
@@ -37,6 +39,8 @@ from herald.store.sqlitedb import (
     migrate,
     to_us,
 )
+
+logger = logging.getLogger(__name__)
 
 RECOVERY_CHUNK = 5_000  # batches re-indexed per LMDB transaction at start-up
 # A writer that was just killed may hold the lock for a moment while its process ends.
@@ -83,15 +87,17 @@ class LogWriter:
         self._conn: sqlite3.Connection | None = None
         self._ids: IdIndex | None = None
         self._next_seq = 1
+        self._store_id = ""
+        self._index_stale = False
 
     def open(self) -> None:
         """Take the lock, apply migrations, and bring the id index up to the log."""
         self._lock_file = lock_exclusively(lock_path(self.path))
         self._conn = connect(self.path, synchronous=self._synchronous)
         migrate(self._conn)
-        store_id = ensure_store_id(self._conn)
+        self._store_id = ensure_store_id(self._conn)
         self._ids = IdIndex(index_path(self.path))
-        self._next_seq = recover_index(self._conn, self._ids, store_id)
+        self._next_seq = recover_index(self._conn, self._ids, self._store_id)
 
     @property
     def ids(self) -> IdIndex:
@@ -99,15 +105,22 @@ class LogWriter:
         return self._ids
 
     def close(self) -> None:
+        """Release everything; closing twice is harmless."""
         if self._conn is not None:
             self._conn.close()
+            self._conn = None
         if self._ids is not None:
             self._ids.close()
+            self._ids = None
         if self._lock_file is not None:
             os.close(self._lock_file)
+            self._lock_file = None
 
     def write_group(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         assert self._ids is not None and self._conn is not None, "open() first"
+        if self._index_stale:  # an earlier index commit failed: catch up from the log first
+            recover_index(self._conn, self._ids, self._store_id)
+            self._index_stale = False
         writer = self._ids.write()
         try:
             plan = self._plan(requests, [request.accepted for request in requests])
@@ -116,12 +129,17 @@ class LogWriter:
                 writer = self._ids.write()
                 plan = self._plan_without_duplicates(requests, writer)
             _commit_plan(self._conn, plan)
-            writer.set_checkpoint(plan.next_seq - 1)
         except BaseException:
             writer.abort()
             raise
-        writer.commit()
-        self._next_seq = plan.next_seq
+        self._next_seq = plan.next_seq  # committed: the log is the truth from here on
+        try:
+            writer.set_checkpoint(plan.next_seq - 1)
+            writer.commit()
+        except lmdb.Error:
+            writer.abort()
+            logger.exception("The id index fell behind the log; it catches up on the next commit")
+            self._index_stale = True
         return plan.results
 
     def _plan_without_duplicates(

@@ -23,7 +23,7 @@ import msgspec
 from herald.core.events import PARTITIONS, partition_of
 from herald.core.keys import KEY_PREFIX_LENGTH, KeyKind, hash_key, key_prefix
 from herald.core.schema import CustomerSchema
-from herald.errors import Conflict, NotFound, ServiceError, StoreUnavailable
+from herald.errors import Conflict, InvalidRequest, NotFound, ServiceError, StoreUnavailable
 from herald.store.base import (
     ApiKey,
     AppendRequest,
@@ -55,6 +55,7 @@ _KEY_COLUMNS = (
     "k.id, k.kind, k.prefix, k.created_at, k.last_used_at, k.revoked_at,"
     " w.id, w.name, w.created_at, w.schema"
 )
+MIN_REVOKE_PREFIX = 8  # "hk_w_" plus a few characters: never a prefix that matches every key
 _encode = msgspec.json.encode
 _decode_schema = msgspec.json.Decoder(CustomerSchema).decode
 
@@ -281,7 +282,9 @@ class SqliteStore:
                     " VALUES (?, ?, ?, ?, ?)",
                     (workspace_id, kind.value, key_prefix(key), hash_key(key), created_at),
                 )
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError as exc:
+                if "FOREIGN KEY" in str(exc):
+                    raise NotFound(f"No workspace with id {workspace_id}.") from None
                 raise Conflict("That API key is already registered.") from None
             return _select_key(conn, "k.key_hash = ?", hash_key(key))
 
@@ -309,6 +312,11 @@ class SqliteStore:
         return await self._run(select)
 
     async def revoke_key(self, workspace_id: WorkspaceId, prefix: str) -> ApiKey:
+        if len(prefix) < MIN_REVOKE_PREFIX:
+            raise InvalidRequest(
+                f"Give at least {MIN_REVOKE_PREFIX} characters of the key to revoke "
+                f"(got {prefix!r}); `herald keys list` shows each key's prefix."
+            )
         now = _iso(datetime.now(UTC))
 
         def revoke(conn: sqlite3.Connection) -> ApiKey:
@@ -385,12 +393,16 @@ class SqliteStore:
 
     async def mark_replayed(self, workspace_id: WorkspaceId, item_id: int) -> None:
         now = to_us(datetime.now(UTC))
-        await self._run(
-            lambda conn: conn.execute(
+
+        def update(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
                 "UPDATE quarantine SET replayed_at_us = ? WHERE workspace_id = ? AND id = ?",
                 (now, workspace_id, item_id),
             )
-        )
+            if cursor.rowcount == 0:
+                raise NotFound(f"No quarantined event {item_id} in this workspace.")
+
+        await self._run(update)
 
     async def counters(self, workspace_id: WorkspaceId) -> Counters:
         def select(conn: sqlite3.Connection) -> Counters:

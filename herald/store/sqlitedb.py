@@ -28,6 +28,7 @@ def connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as exc:
         raise StoreUnavailable(f"Cannot open the database at {path}: {exc}") from exc
     return conn
@@ -35,14 +36,27 @@ def connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the SQL files of herald/store/migrations not yet applied (PRAGMA user_version)."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
     folder = resources.files("herald.store") / "migrations"
     scripts = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
-    for number, name in enumerate(scripts, start=1):
-        if number <= version:
-            continue
-        script = (folder / name).read_text()
-        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # read the version under the write lock: two processes
+        (version,) = conn.execute("PRAGMA user_version").fetchone()  # never both migrate
+        for number, name in enumerate(scripts, start=1):
+            if number > version:
+                for statement in _statements((folder / name).read_text()):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise StoreUnavailable(f"Could not apply the database migrations: {exc}") from exc
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (they hold no semicolons inside literals)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
 
 
 def ensure_store_id(conn: sqlite3.Connection) -> str:

@@ -204,17 +204,21 @@ class ProcessCommitter:
     async def close(self) -> None:
         """Let the writer commit what it has, then wait for it to exit."""
         self._closing = True
-        if self._writer is not None:
-            self._writer.close()
+        if self._writer is not None and not self._writer.is_closing():
+            self._flush()
             with contextlib.suppress(ConnectionError):
-                await self._writer.wait_closed()
+                self._writer.write_eof()  # the writer commits what it read, answers, and exits
+        if self._reader_task is not None:
+            await self._reader_task  # every answer read, up to the writer's end-of-file
         if self._process is not None:
             try:
                 await asyncio.to_thread(self._process.wait, STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self._process.kill()
-        if self._reader_task is not None:
-            await self._reader_task
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> Frame:

@@ -465,22 +465,7 @@ async def test_tailing_from_the_last_cursor_sees_only_events_committed_after_it(
     assert uuids((await store.tail_events(cursor, limit=100)).events) == sent_uuids(later)
 
 
-@pytest.mark.parametrize(
-    "writer_process",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                reason="ProcessCommitter.close closes the socket both ways: the writer process "
-                "commits the append but cannot send its result (BrokenPipeError), and the caller "
-                "gets StoreUnavailable (herald/store/writerprocess.py close)",
-                strict=True,
-            ),
-        ),
-    ],
-    ids=["writer-thread", "writer-process"],
-)
+@pytest.mark.parametrize("writer_process", [False, True], ids=["writer-thread", "writer-process"])
 async def test_close_lets_an_append_in_flight_finish_with_its_result(
     tmp_path: Path, writer_process: bool
 ) -> None:
@@ -507,22 +492,7 @@ async def test_close_lets_an_append_in_flight_finish_with_its_result(
         assert uuids(await whole_log(reopened)) == [event["uuid"]]
 
 
-@pytest.mark.parametrize(
-    "writer_process",
-    [
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                reason="LogWriter.close does not forget its lock file descriptor: a second close "
-                "calls os.close on it again (EBADF, or closes a reused descriptor) "
-                "(herald/store/logwriter.py close)",
-                strict=True,
-            ),
-        ),
-        True,
-    ],
-    ids=["writer-thread", "writer-process"],
-)
+@pytest.mark.parametrize("writer_process", [False, True], ids=["writer-thread", "writer-process"])
 async def test_closing_a_store_twice_is_harmless(tmp_path: Path, writer_process: bool) -> None:
     path = tmp_path / "herald.db"
     store = SqliteStore(path, writer_process=writer_process)
