@@ -15,7 +15,7 @@ from herald.core.keys import KeyKind
 from herald.settings import Settings
 from herald.store.sqlite import SqliteStore
 
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+SEEDS = Path(__file__).resolve().parent / "seeds"
 
 
 @dataclass(frozen=True)

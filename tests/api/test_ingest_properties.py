@@ -18,7 +18,7 @@ from tests.api.conftest import an_event
 from tests.conftest import Keys, auth
 
 BATCH = "/api/events/batch/"
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 GUIDE = (SEEDS / "events-batch-guide.txt").read_text()
 # The guide's curl example: a valid batch of five events, as Laudspeaker documents it.
 SEED_BATCH = GUIDE[GUIDE.index("--data '") + len("--data '") : GUIDE.index("}'") + 1].encode()

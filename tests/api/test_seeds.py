@@ -1,4 +1,4 @@
-"""The examples of Laudspeaker's documents (shared/seeds), sent to Herald as they are written."""
+"""The examples of Laudspeaker's documents (tests/seeds), sent to Herald as they are written."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Keys, auth
 
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 
 
 def json_blocks(text: str) -> Iterator[str]:

@@ -1180,7 +1180,7 @@ def test_translate_validation_error_handles_each_message_shape(
 # The seed documents: the examples Laudspeaker's docs give must work as documented
 
 
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 NO_SEEDS = f"the seed documents are not at {SEEDS}"
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _POSITION = re.compile(r"at line (\d+), column (\d+)\.$")
