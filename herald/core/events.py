@@ -67,7 +67,7 @@ class _FastEvent(msgspec.Struct, rename="camel", frozen=True):
     correlation_value: NonEmptyStr
     source: NonEmptyStr
     timestamp: datetime | None = None
-    uuid: UUID | None = None
+    uuid: str | None = None  # made 16 bytes by _uuid_bytes: cheaper than a uuid.UUID
     payload: dict[str, Any] = {}
     context: dict[str, Any] | None = None
     fcm: dict[str, Any] | None = msgspec.field(default=None, name="$fcm")
@@ -117,6 +117,7 @@ _decode_envelope = msgspec.json.Decoder(_WireEnvelope).decode
 _decode_fast = msgspec.json.Decoder(_FastBatch).decode
 _decode_event = msgspec.json.Decoder(WireEvent).decode
 _decode_any = msgspec.json.Decoder().decode
+OUTSIDE_UTC = "falls outside years 1-9999 once converted to UTC"
 _ANDROID_FORMAT = "%b %d, %Y %I:%M:%S %p"  # "Jun 7, 2024 3:04:05 PM", as the Android SDK sends it
 
 
@@ -184,28 +185,47 @@ def check_batch(
             message = f"the event is {len(raw):,} bytes; the limit is {max_bytes:,} bytes per event"
             rejected.append(Rejected(index, bytes(raw), [EventError(index, message)]))
             continue
-        event: WireEvent | _FastEvent | None = decoded[index] if decoded is not None else None
-        if event is None or _needs_full_check(event):
+        fast = decoded[index] if decoded is not None else None
+        event_id = _fast_id(fast, new_id) if fast is not None else None
+        if fast is None or event_id is None:
             event, errors = check_event(raw, index=index, schema=schema)
             if event is None:
                 rejected.append(Rejected(index, bytes(raw), errors))
                 continue
-        value = event.correlation_value
+            event_id = event.uuid.bytes if event.uuid is not None else new_id()
+            value = event.correlation_value
+        else:
+            value = fast.correlation_value
         lane = lanes.get(value)
         if lane is None:
             lane = lanes[value] = partition_of(workspace_id, value)
-        event_id = event.uuid.bytes if event.uuid is not None else new_id()
         accepted.append(Accepted(event_id, lane, bytes(raw)))
     return CheckedBatch(accepted, rejected, sent_at)
 
 
-def _needs_full_check(event: WireEvent | _FastEvent) -> bool:
-    """Special events get every check; so do timestamps at the edge of the calendar, which
-    some offsets push out of it once in UTC."""
+def _fast_id(event: _FastEvent, new_id: Callable[[], bytes]) -> bytes | None:
+    """The 16-byte id of an event the one-pass decode fully vouches for; None when it needs the
+    full check: special events, a uuid in an unusual spelling, a timestamp at the edge of the
+    calendar (some offsets push it out once in UTC)."""
     if event.event[0] == "$":
-        return True
+        return None
     moment = event.timestamp
-    return isinstance(moment, datetime) and moment.year in (1, 9999)
+    if moment is not None and moment.year in (1, 9999):
+        return None
+    return new_id() if event.uuid is None else _uuid_bytes(event.uuid)
+
+
+def _uuid_bytes(text: str) -> bytes | None:
+    """16 bytes from a UUID written canonically (36 characters) or as 32 hex digits."""
+    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
+        text = text.replace("-", "")
+    if len(text) != 32:
+        return None
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return value if len(value) == 16 else None
 
 
 def partition_of(workspace_id: int, correlation_value: str) -> int:
@@ -248,7 +268,7 @@ def parse_timestamp(text: str) -> datetime:
     try:
         parsed.astimezone(UTC)  # the offset is kept; this only refuses what UTC cannot hold
     except OverflowError:
-        raise ValueError(f"{text!r} falls outside years 1-9999 in UTC") from None
+        raise ValueError(f"{text!r} {OUTSIDE_UTC}") from None
     return parsed
 
 
@@ -257,8 +277,8 @@ def _semantic_errors(event: WireEvent, schema: CustomerSchema) -> list[tuple[str
     if event.timestamp is not None:
         try:
             parse_timestamp(event.timestamp)
-        except ValueError:
-            errors.append(("timestamp", _timestamp_message(event.timestamp)))
+        except ValueError as exc:
+            errors.append(("timestamp", _timestamp_message(event.timestamp, exc)))
     if event.event == IDENTIFY:
         errors.extend(_identify_errors(event, schema))
     elif event.event == SET:
@@ -303,12 +323,15 @@ def _parse_sent_at(text: str | None) -> datetime | None:
         return None
     try:
         return parse_timestamp(text)
-    except ValueError:
-        raise InvalidRequest(f'"sent_at": {_timestamp_message(text)}', field="sent_at") from None
+    except ValueError as exc:
+        message = _timestamp_message(text, exc)
+        raise InvalidRequest(f'"sent_at": {message}', field="sent_at") from None
 
 
-def _timestamp_message(text: str) -> str:
+def _timestamp_message(text: str, problem: ValueError | None = None) -> str:
     shown = text if len(text) <= 40 else text[:37] + "..."
+    if problem is not None and str(problem).endswith(OUTSIDE_UTC):
+        return f"{shown!r} {OUTSIDE_UTC}: send a time between years 1 and 9999 in UTC"
     return (
         f"{shown!r} is not a timestamp Herald understands: use ISO-8601 such as "
         "'2024-03-15T02:31:05.295Z', or leave it out to use the time Herald received the event"
