@@ -60,10 +60,6 @@ class IdIndex:
     def close(self) -> None:
         self._env.close()
 
-    def flush(self) -> None:
-        """Write the index's dirty pages to disk now (it never has to: the log is the truth)."""
-        self._env.sync(True)
-
     def checkpoint(self) -> int:
         with self._env.begin(db=self._meta) as txn:
             value = txn.get(_CHECKPOINT)

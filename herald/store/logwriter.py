@@ -105,7 +105,7 @@ class LogWriter:
         # would land on whichever commit crossed the WAL's size threshold. They run beside the
         # commits instead, on a connection of their own (PASSIVE never blocks the writer).
         self._conn.execute("PRAGMA wal_autocheckpoint = 0")
-        self._checkpointer = Checkpointer(self.path, synchronous=self._synchronous, ids=self._ids)
+        self._checkpointer = Checkpointer(self.path, synchronous=self._synchronous)
         self._checkpointer.start()
 
     @property
@@ -255,14 +255,11 @@ def _commit_plan(conn: sqlite3.Connection, plan: _Plan) -> None:
 
 
 class Checkpointer:
-    """Every CHECKPOINT_INTERVAL_S, on a thread and connection of its own: checkpoint the WAL,
-    and flush the id index's written pages, so that neither piles up into one long flush that a
-    commit's fsync would have to wait behind."""
+    """Checkpoints the WAL every CHECKPOINT_INTERVAL_S on a thread and connection of its own."""
 
-    def __init__(self, path: Path, *, synchronous: str, ids: IdIndex) -> None:
+    def __init__(self, path: Path, *, synchronous: str) -> None:
         self._path = path
         self._synchronous = synchronous
-        self._ids = ids
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="herald-checkpoint", daemon=True)
 
@@ -279,7 +276,6 @@ class Checkpointer:
         try:
             while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
                 self._checkpoint(conn, "PASSIVE")
-                self._ids.flush()
             self._checkpoint(conn, "PASSIVE")
         finally:
             conn.close()
