@@ -11,7 +11,6 @@ import fcntl
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,7 +46,6 @@ RECOVERY_CHUNK = 5_000  # batches re-indexed per LMDB transaction at start-up
 # A writer that was just killed may hold the lock for a moment while its process ends.
 LOCK_WAIT_S = 5.0
 LOCK_RETRY_S = 0.05
-CHECKPOINT_INTERVAL_S = 1.0  # bounds the WAL to about a second of commits
 
 _INSERT_BATCH = (
     "INSERT INTO event_batches (seq, request_seq, workspace_id, partition, count, received_at_us,"
@@ -91,7 +89,6 @@ class LogWriter:
         self._next_seq = 1
         self._store_id = ""
         self._index_stale = False
-        self._checkpointer: Checkpointer | None = None
 
     def open(self) -> None:
         """Take the lock, apply migrations, and bring the id index up to the log."""
@@ -101,12 +98,6 @@ class LogWriter:
         self._store_id = ensure_store_id(self._conn)
         self._ids = IdIndex(index_path(self.path))
         self._next_seq = recover_index(self._conn, self._ids, self._store_id)
-        # Checkpoints copy the WAL into the database file and fsync it: tens of milliseconds that
-        # would land on whichever commit crossed the WAL's size threshold. They run beside the
-        # commits instead, on a connection of their own (PASSIVE never blocks the writer).
-        self._conn.execute("PRAGMA wal_autocheckpoint = 0")
-        self._checkpointer = Checkpointer(self.path, synchronous=self._synchronous)
-        self._checkpointer.start()
 
     @property
     def ids(self) -> IdIndex:
@@ -115,9 +106,6 @@ class LogWriter:
 
     def close(self) -> None:
         """Release everything; closing twice is harmless."""
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -252,40 +240,6 @@ def _commit_plan(conn: sqlite3.Connection, plan: _Plan) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise StoreUnavailable(f"The event log could not be committed: {exc}") from exc
-
-
-class Checkpointer:
-    """Checkpoints the WAL every CHECKPOINT_INTERVAL_S on a thread and connection of its own."""
-
-    def __init__(self, path: Path, *, synchronous: str) -> None:
-        self._path = path
-        self._synchronous = synchronous
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="herald-checkpoint", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop, after one last checkpoint so the WAL is folded in at shutdown."""
-        self._stopping.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        conn = connect(self._path, synchronous=self._synchronous)
-        try:
-            while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
-                self._checkpoint(conn, "PASSIVE")
-            self._checkpoint(conn, "PASSIVE")
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
-        try:
-            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-        except sqlite3.Error as exc:  # a busy database: the next round catches up
-            logger.warning("WAL checkpoint skipped: %s", exc)
 
 
 def lock_exclusively(path: Path, *, wait_s: float = LOCK_WAIT_S) -> int:
