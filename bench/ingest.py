@@ -157,11 +157,11 @@ def main() -> None:
     parser.add_argument("--batches", default="1,100,1000")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
-    connections = {1: 64, 100: 16, 1000: 4}
+    connections = {1: 64, 100: 32, 1000: 8}
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(1) as pool:
         workdir = Path(tmp)
-        results.append(raw_store_ceiling(workdir, 300_000))
+        results.append(raw_store_ceiling(workdir, 500_000))
         print(results[-1], flush=True)
 
         port = free_port()
