@@ -3,6 +3,8 @@ after reading the body, with no auth, decoding or storage."""
 
 from __future__ import annotations
 
+import gc
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +21,9 @@ async def accept(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
+
+# The garbage-collector setting of `herald serve` (herald.cli._tune_gc): same stack, same tuning.
+gc.set_threshold(50_000, 20, 20)
 
 app = Starlette(
     routes=[
