@@ -29,18 +29,23 @@ SET = "$set"
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class WireEvent(msgspec.Struct, rename="camel", frozen=True):
-    """One event as Laudspeaker's SDKs send it."""
+class _EventFields(msgspec.Struct, rename="camel", frozen=True):
+    """The fields every reading of an event shares."""
 
     event: NonEmptyStr
     correlation_key: NonEmptyStr
     correlation_value: NonEmptyStr
     source: NonEmptyStr
-    timestamp: str | None = None
-    uuid: UUID | None = None
     payload: dict[str, Any] = {}
     context: dict[str, Any] | None = None
     fcm: dict[str, Any] | None = msgspec.field(default=None, name="$fcm")
+
+
+class WireEvent(_EventFields, frozen=True):
+    """One event as Laudspeaker's SDKs send it."""
+
+    timestamp: str | None = None
+    uuid: UUID | None = None
 
 
 class _WireEnvelope(msgspec.Struct, frozen=True):
@@ -59,18 +64,11 @@ class Envelope(msgspec.Struct, frozen=True):
     decoded: list[_FastEvent] | None = None
 
 
-class _FastEvent(msgspec.Struct, rename="camel", frozen=True):
+class _FastEvent(_EventFields, frozen=True):
     """WireEvent with the timestamp parsed by msgspec: lets a whole batch decode in one call."""
 
-    event: NonEmptyStr
-    correlation_key: NonEmptyStr
-    correlation_value: NonEmptyStr
-    source: NonEmptyStr
     timestamp: datetime | None = None
     uuid: str | None = None  # made 16 bytes by _uuid_bytes: cheaper than a uuid.UUID
-    payload: dict[str, Any] = {}
-    context: dict[str, Any] | None = None
-    fcm: dict[str, Any] | None = msgspec.field(default=None, name="$fcm")
 
 
 class _FastBatch(msgspec.Struct, frozen=True):
