@@ -85,6 +85,6 @@ class CountersOut(msgspec.Struct, frozen=True):
     quarantined: int
 
 
-class Health(msgspec.Struct, frozen=True):
+class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     status: str
     pending_events: int | None = None
