@@ -115,12 +115,14 @@ _decode_envelope = msgspec.json.Decoder(_WireEnvelope).decode
 _decode_fast = msgspec.json.Decoder(_FastBatch).decode
 _decode_event = msgspec.json.Decoder(WireEvent).decode
 _decode_any = msgspec.json.Decoder().decode
+_BOM = b"\xef\xbb\xbf"  # RFC 8259 lets a parser ignore it; some Windows tools write it
 OUTSIDE_UTC = "falls outside years 1-9999 once converted to UTC"
 _ANDROID_FORMAT = "%b %d, %Y %I:%M:%S %p"  # "Jun 7, 2024 3:04:05 PM", as the Android SDK sends it
 
 
 def decode_envelope(body: bytes) -> Envelope:
     """Decode the request body, or raise InvalidRequest saying what is wrong and where."""
+    body = body.removeprefix(_BOM)
     try:
         wire = _decode_envelope(body)
     except msgspec.ValidationError as exc:
@@ -142,6 +144,7 @@ def decode_envelope(body: bytes) -> Envelope:
 
 def decode_single(body: bytes) -> Envelope:
     """Decode the body of `POST /api/events/` (one event object) as a batch of one."""
+    body = body.removeprefix(_BOM)
     try:
         value = _decode_any(body)
     except msgspec.DecodeError as exc:

@@ -146,3 +146,17 @@ def test_an_event_needing_the_full_check_does_not_change_its_neighbours_ids() ->
         bytes.fromhex("F451DF0AD7134076AE2041AB1641BC98"),
         (2).to_bytes(16, "big"),
     ]
+
+
+def test_a_body_starting_with_a_utf8_byte_order_mark_is_read_as_json() -> None:
+    body = b"\xef\xbb\xbf" + msgspec.json.encode({"batch": [EVENT]})
+
+    checked = check(body)
+
+    assert len(checked.accepted) == 1
+
+
+def test_a_single_event_starting_with_a_byte_order_mark_is_read_as_json() -> None:
+    envelope = decode_single(b"\xef\xbb\xbf" + msgspec.json.encode(EVENT))
+
+    assert bytes(envelope.batch[0]) == msgspec.json.encode(EVENT)
