@@ -9,9 +9,12 @@ import json
 import logging
 import os
 import secrets
+import shutil
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -21,7 +24,7 @@ from rich.table import Table
 
 from herald import __version__
 from herald.core.keys import KeyKind, format_key
-from herald.errors import ServiceError
+from herald.errors import ConfigError, ServiceError
 from herald.settings import Settings
 from herald.store import open_store
 from herald.store.base import Store
@@ -146,6 +149,8 @@ def serve(host: str | None, port: int | None) -> None:
     )
     server = uvicorn.Server(config)
 
+    _check_port_free(settings)
+
     async def run() -> None:
         await store.start()
         try:
@@ -165,6 +170,27 @@ def serve(host: str | None, port: int | None) -> None:
         sys.exit(1)
 
 
+def _check_port_free(settings: Settings) -> None:
+    """Fail before touching the database when the port is taken (uvicorn would fail later)."""
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
+                "choose another with --port or HERALD_PORT."
+            ) from None
+
+
+def _herald_command() -> str:
+    """How the user can run `herald`: the bare name when it is on PATH, else its full path."""
+    here = Path(sys.executable).with_name("herald")
+    if shutil.which("herald") == str(here) or not here.exists():
+        return "herald"
+    return str(here)
+
+
 def _tune_gc() -> None:
     """Requests make short-lived objects by the thousand, nearly all freed by reference counting;
     the default threshold (700) runs the cycle collector every few requests for nothing. Objects
@@ -178,7 +204,7 @@ def _print_welcome(settings: Settings, first_start: bool) -> None:
     lines = [
         f"Herald {__version__} on http://{settings.host}:{settings.port} "
         f"(store: {settings.database_url})",
-        "Get an API key:  herald keys create --workspace default --kind write",
+        f"Get an API key:  {_herald_command()} keys create --workspace default --kind write",
         "Send events:     POST /api/events/batch/ with 'Authorization: Api-Key <key>'",
         "API reference:   /docs and /openapi.json",
     ]
@@ -251,7 +277,10 @@ def keys_create(workspace_name: str, kind: str) -> None:
 
     _with_store(create)
     click.echo(key)
-    click.echo(f"Created a {kind} key for workspace {workspace_name!r}; store it now.", err=True)
+    article = "an" if kind == "admin" else "a"
+    click.echo(
+        f"Created {article} {kind} key for workspace {workspace_name!r}; store it now.", err=True
+    )
 
 
 @keys.command("list")

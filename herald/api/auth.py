@@ -15,6 +15,18 @@ from herald.types import KeyId
 MAX_CACHED_KEYS = 10_000  # bounds memory when clients cycle through many (bad) keys
 
 
+def _missing_key_message(header: str | None) -> str:
+    create = "Create a key with `herald keys create --workspace NAME --kind write`."
+    if not header:
+        return f"Missing API key: send the header 'Authorization: Api-Key <key>'. {create}"
+    scheme = header.strip().partition(" ")[0]
+    shown = scheme if len(scheme) <= 20 else scheme[:17] + "..."
+    return (
+        f"The Authorization header is not of the form 'Api-Key <key>' (it starts with "
+        f"{shown!r}); send 'Authorization: Api-Key <key>'. {create}"
+    )
+
+
 class Authenticator:
     """Finds the key of a request; remembers answers (known or not) for `ttl_s` seconds."""
 
@@ -25,12 +37,10 @@ class Authenticator:
         self.used: dict[KeyId, datetime] = {}
 
     async def authenticate(self, request: Request, *, admin: bool) -> ApiKey:
-        key = parse_authorization(request.headers.get("authorization"))
+        header = request.headers.get("authorization")
+        key = parse_authorization(header)
         if key is None:
-            raise MissingKey(
-                "Missing API key: send the header 'Authorization: Api-Key <key>'. "
-                "Create a key with `herald keys create --workspace NAME --kind write`."
-            )
+            raise MissingKey(_missing_key_message(header))
         found = await self._lookup(key)
         if found is None:
             raise UnknownKey(

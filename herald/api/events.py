@@ -33,6 +33,7 @@ async def list_events(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
     params = request.query_params
+    _known_params(request, EVENT_PARAMS)
     filters = EventFilter(
         correlation_value=params.get("correlationValue"),
         event=params.get("event"),
@@ -59,6 +60,7 @@ async def get_event(request: Request) -> Response:
 async def list_quarantine(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
+    _known_params(request, PAGE_PARAMS)
     cursor = request.query_params.get("cursor")
     if cursor is not None and not cursor.isdigit():
         raise InvalidRequest(f"cursor {cursor!r} is not one Herald gave out.", field="cursor")
@@ -91,8 +93,13 @@ async def replay_quarantined(request: Request) -> Response:
     workspace = key.workspace
     item = await state.store.get_quarantined(workspace.id, request.path_params["id"])
     body = await read_body(request, state.settings.max_event_bytes) or item.raw
+    envelope = decode_single(body)
+    if msgspec.json.decode(body).keys() == {"batch"}:
+        raise InvalidRequest(
+            'Replay takes the corrected event itself as the body, not {"batch": [...]}.'
+        )
     checked = check_batch(
-        decode_single(body),
+        envelope,
         workspace_id=workspace.id,
         schema=workspace.schema,
         limits=state.limits,
@@ -164,6 +171,20 @@ def _uuid_of(item: QuarantinedEvent) -> bytes:
         except ValueError:
             pass
     return UUID(int=(0x51 << 120) | item.id, version=4).bytes
+
+
+EVENT_PARAMS = ("correlationValue", "event", "from", "to", "cursor", "limit")
+PAGE_PARAMS = ("cursor", "limit")
+
+
+def _known_params(request: Request, known: tuple[str, ...]) -> None:
+    """A misspelt filter must not silently return everything."""
+    unknown = [name for name in request.query_params if name not in known]
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown query parameter {unknown[0]!r}; this route takes {', '.join(known)}.",
+            field=unknown[0],
+        )
 
 
 def _limit(request: Request) -> int:

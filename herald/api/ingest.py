@@ -20,7 +20,13 @@ from herald.core.events import (
     decode_single,
 )
 from herald.core.schema import CustomerSchema
-from herald.errors import InvalidEvents, InvalidGzip, PayloadTooLarge, UnsupportedEncoding
+from herald.errors import (
+    InvalidEvents,
+    InvalidGzip,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedEncoding,
+)
 from herald.store.base import AppendRequest
 from herald.types import WorkspaceId
 
@@ -63,7 +69,7 @@ async def _ingest(
         envelope, workspace_id=workspace_id, schema=schema, limits=state.limits, new_id=_new_id
     )
     errors = [error for rejected in checked.rejected for error in rejected.errors]
-    if checked.rejected and request.headers.get("herald-strict") == "1":
+    if _strict(request) and checked.rejected:
         raise InvalidEvents(
             f"{len(checked.rejected)} of {len(envelope.batch)} events are invalid and "
             "Herald-Strict is set, so nothing was stored; fix them and send the batch again.",
@@ -73,6 +79,24 @@ async def _ingest(
     state.metrics.count_events(result.accepted, result.duplicates, result.rejected)
     return json_response(
         IngestResult(result.accepted, result.duplicates, result.rejected, errors), 201
+    )
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _strict(request: Request) -> bool:
+    """Herald-Strict: 1/true/yes/on turns atomic mode on; anything unknown is an error."""
+    value = request.headers.get("herald-strict", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidRequest(
+        f"Herald-Strict is {value[:20]!r}; send 1 (all or nothing) or 0 (the default: invalid "
+        "events are quarantined, the rest accepted).",
+        field="Herald-Strict",
     )
 
 

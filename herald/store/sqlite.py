@@ -10,6 +10,7 @@ writer). An exclusive lock file keeps a second Herald from writing the same file
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 import uuid as uuidlib
@@ -55,6 +56,7 @@ _KEY_COLUMNS = (
     "k.id, k.kind, k.prefix, k.created_at, k.last_used_at, k.revoked_at,"
     " w.id, w.name, w.created_at, w.schema"
 )
+WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MIN_REVOKE_PREFIX = 8  # "hk_w_" plus a few characters: never a prefix that matches every key
 _encode = msgspec.json.encode
 _decode_schema = msgspec.json.Decoder(CustomerSchema).decode
@@ -234,6 +236,11 @@ class SqliteStore:
     # -- workspaces and keys ---------------------------------------------------------------
 
     async def create_workspace(self, name: str) -> Workspace:
+        if not WORKSPACE_NAME.fullmatch(name):
+            raise InvalidRequest(
+                f"Workspace name {name[:80]!r} is not usable: use 1 to 64 letters, digits, "
+                "'-', '_' or '.', starting with a letter or digit."
+            )
         created_at = datetime.now(UTC)
         schema = CustomerSchema()
 
