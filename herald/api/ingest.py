@@ -78,7 +78,8 @@ async def _ingest(
     result = await state.store.append(append_request(workspace_id, checked))
     state.metrics.count_events(result.accepted, result.duplicates, result.rejected)
     return json_response(
-        IngestResult(result.accepted, result.duplicates, result.rejected, errors), 201
+        IngestResult(result.accepted, result.duplicates, result.rejected, errors, checked.warnings),
+        201,
     )
 
 

@@ -10,13 +10,18 @@ import msgspec
 from herald.core.events import EventError
 
 
-class IngestResult(msgspec.Struct, frozen=True):
-    """The fate of every event of a batch; sent with 201 once the accepted ones are durable."""
+class IngestResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The fate of every event of a batch; sent with 201 once the accepted ones are durable.
+
+    `warnings` (only when there are some) names fields of accepted events that are outside the
+    event schema: stored as sent, but ignored.
+    """
 
     accepted: int
     duplicates: int
     rejected: int
     errors: list[EventError]
+    warnings: list[EventError] = msgspec.field(default_factory=list)
 
 
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -64,7 +64,7 @@ class Envelope(msgspec.Struct, frozen=True):
     decoded: list[_FastEvent] | None = None
 
 
-class _FastEvent(_EventFields, frozen=True):
+class _FastEvent(_EventFields, frozen=True, forbid_unknown_fields=True):
     """WireEvent with the timestamp parsed by msgspec: lets a whole batch decode in one call."""
 
     timestamp: datetime | None = None
@@ -104,6 +104,8 @@ class CheckedBatch(msgspec.Struct, frozen=True):
     accepted: list[Accepted]
     rejected: list[Rejected]
     sent_at: datetime | None
+    # Accepted events with fields outside the schema: stored as sent, but worth telling.
+    warnings: list[EventError] = msgspec.field(default_factory=list)
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -179,6 +181,7 @@ def check_batch(
     accepted: list[Accepted] = []
     rejected: list[Rejected] = []
     max_bytes = limits.max_event_bytes
+    warnings: list[EventError] = []
     decoded = envelope.decoded
     lanes: dict[str, int] = {}  # customers repeat within a batch: hash each once
     for index, raw in enumerate(envelope.batch):
@@ -193,6 +196,12 @@ def check_batch(
             if event is None:
                 rejected.append(Rejected(index, bytes(raw), errors))
                 continue
+            try:
+                warnings.extend(_unknown_field_warnings(raw, index))
+            except UnicodeDecodeError:  # a field name the lenient decode skipped over
+                error = EventError(index, _NOT_UTF8_EVENT, uuid=_safe_uuid(raw))
+                rejected.append(Rejected(index, bytes(raw), [error]))
+                continue
             event_id = event.uuid.bytes if event.uuid is not None else new_id()
             value = event.correlation_value
         else:
@@ -201,7 +210,7 @@ def check_batch(
         if lane is None:
             lane = lanes[value] = partition_of(workspace_id, value)
         accepted.append(Accepted(event_id, lane, bytes(raw)))
-    return CheckedBatch(accepted, rejected, sent_at)
+    return CheckedBatch(accepted, rejected, sent_at, warnings)
 
 
 def _fast_id(event: _FastEvent, new_id: Callable[[], bytes]) -> bytes | None:
@@ -227,6 +236,32 @@ def _uuid_bytes(text: str) -> bytes | None:
     except ValueError:
         return None
     return value if len(value) == 16 else None
+
+
+_KNOWN_FIELDS = frozenset(
+    ("event", "correlationKey", "correlationValue", "source", "timestamp", "uuid")
+    + ("payload", "context", "$fcm")
+)
+_decode_field_names = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+
+
+def _unknown_field_warnings(raw: bytes | msgspec.Raw, index: int) -> list[EventError]:
+    """Fields Laudspeaker's schema does not have (Segment's `properties`, `userId`, ...);
+    UnicodeDecodeError when a field name is not UTF-8."""
+    unknown = [name for name in _decode_field_names(raw) if name not in _KNOWN_FIELDS]
+    if not unknown:
+        return []
+    uuid = _uuid_as_sent(raw)
+    return [
+        EventError(
+            index,
+            f"{name!r} is not a field of the event schema: it is stored as sent but Herald "
+            "ignores it; put event properties in 'payload'",
+            name,
+            uuid,
+        )
+        for name in unknown
+    ]
 
 
 def partition_of(workspace_id: int, correlation_value: str) -> int:

@@ -99,3 +99,21 @@ async def test_replaying_with_a_batch_body_says_to_send_the_event_itself(
 
     assert answer.status_code == 400
     assert "corrected event itself" in answer.json()["message"]
+
+
+async def test_segment_style_fields_are_stored_and_reported_as_warnings(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    event = an_event(properties={"plan": "pro"})
+
+    answer = await client.post(
+        "/api/events/batch/", json={"batch": [event]}, headers=auth(keys.write)
+    )
+    plain = await client.post(
+        "/api/events/batch/", json={"batch": [an_event()]}, headers=auth(keys.write)
+    )
+
+    assert answer.status_code == 201
+    assert answer.json()["accepted"] == 1
+    assert [(w["index"], w["field"]) for w in answer.json()["warnings"]] == [(0, "properties")]
+    assert "warnings" not in plain.json()

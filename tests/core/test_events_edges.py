@@ -160,3 +160,34 @@ def test_a_single_event_starting_with_a_byte_order_mark_is_read_as_json() -> Non
     envelope = decode_single(b"\xef\xbb\xbf" + msgspec.json.encode(EVENT))
 
     assert bytes(envelope.batch[0]) == msgspec.json.encode(EVENT)
+
+
+def test_fields_outside_the_schema_are_accepted_with_a_warning_naming_each() -> None:
+    segment_style = {**EVENT, "properties": {"plan": "pro"}, "userId": "u1"}
+    body = msgspec.json.encode({"batch": [EVENT, segment_style]})
+
+    checked = check(body)
+
+    assert len(checked.accepted) == 2
+    assert [(w.index, w.field) for w in checked.warnings] == [(1, "properties"), (1, "userId")]
+    assert all("payload" in warning.message for warning in checked.warnings)
+
+
+def test_events_inside_the_schema_get_no_warning() -> None:
+    body = msgspec.json.encode({"batch": [EVENT, {**EVENT, "event": "$set", "payload": {}}]})
+
+    checked = check(body)
+
+    assert checked.warnings == []
+
+
+def test_an_event_with_a_field_name_that_is_not_utf8_is_rejected_alone() -> None:
+    bad = msgspec.json.encode(EVENT)[:-1] + b',"\x80extra":1}'
+    body = b'{"batch":[' + msgspec.json.encode(EVENT) + b"," + bad + b"]}"
+
+    checked = check(body)
+
+    assert len(checked.accepted) == 1
+    assert [(index, "not UTF-8" in message) for index, _, message in errors_of(checked)] == [
+        (1, True)
+    ]
