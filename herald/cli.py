@@ -144,7 +144,7 @@ def serve(host: str | None, port: int | None) -> None:
         loop="uvloop",
         http="httptools",
         log_config=None,
-        access_log=False,
+        access_log=settings.access_log,
         lifespan="on",
     )
     server = uvicorn.Server(config)
@@ -327,19 +327,26 @@ def events() -> None:
 
 @events.command("tail")
 @click.option("--from-start", is_flag=True, help="Print the whole log first.")
-@click.option("--count", type=int, default=None, help="Stop after this many events.")
+@click.option(
+    "--count", type=click.IntRange(min=1), default=None, help="Stop after this many events."
+)
+@click.option("--workspace", "workspace_name", default=None, help="Only this workspace's events.")
 @_friendly
-def events_tail(from_start: bool, count: int | None) -> None:
+def events_tail(from_start: bool, count: int | None, workspace_name: str | None) -> None:
     """Print events as they are committed, one JSON line each (Ctrl-C to stop)."""
 
     async def tail(store: Store) -> None:
+        only = (await store.get_workspace(workspace_name)).id if workspace_name else None
+        names = {workspace.id: workspace.name for workspace in await store.list_workspaces()}
         cursor = None if from_start else await store.last_cursor()
         printed = 0
         while count is None or printed < count:
             page = await store.tail_events(cursor, limit=500)
             for event in page.events:
+                if only is not None and event.workspace_id != only:
+                    continue
                 line = {
-                    "workspace_id": event.workspace_id,
+                    "workspace": names.get(event.workspace_id, str(event.workspace_id)),
                     "uuid": event.uuid,
                     "received_at": event.received_at.isoformat(),
                     "event": msgspec.json.decode(event.raw),

@@ -40,6 +40,8 @@ class Settings:
     bootstrap_admin_key: str | None = None
     log_level: str = "INFO"
     log_format: str = "json"
+    # One log line per HTTP request (uvicorn's access log); off by default: it costs throughput.
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:

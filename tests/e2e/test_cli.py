@@ -237,3 +237,32 @@ def test_events_tail_from_start_prints_count_events_as_json_lines(
     assert [line["uuid"] for line in lines] == uuids[:count]
     assert [line["event"]["payload"] for line in lines] == [{"n": n} for n in range(count)]
     assert all(line["event"]["event"] == "purchase" for line in lines)
+
+
+def test_events_tail_for_one_workspace_shows_only_its_events_named(
+    herald: Herald, server: Server
+) -> None:
+    assert herald.cli("workspaces", "create", "acme").returncode == 0
+    other_key = herald.cli("keys", "create", "--workspace", "acme", "--kind", "write").stdout
+    other = [make_event("bob") for _ in range(2)]
+    answer = httpx.post(
+        f"{server.url}/api/events/batch/",
+        json={"batch": other},
+        headers=auth(other_key.strip()),
+    )
+    assert answer.status_code == 201, answer.text
+    mine = send_events(server, 3)
+
+    result = herald.cli("events", "tail", "--from-start", "--count", "3", "--workspace", "default")
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["uuid"] for line in lines] == mine
+    assert {line["workspace"] for line in lines} == {"default"}
+
+
+def test_events_tail_refuses_a_count_below_one(herald: Herald) -> None:
+    result = herald.cli("events", "tail", "--count", "-1")
+
+    assert result.returncode == 2
+    assert "--count" in result.stderr

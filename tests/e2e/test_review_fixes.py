@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
+import httpx
 import pytest
 
-from tests.e2e.conftest import Herald
+from tests.e2e.conftest import Herald, Servers
 
 
 def test_serve_on_a_taken_port_says_so_before_creating_a_database(herald: Herald) -> None:
@@ -30,3 +32,16 @@ def test_an_unusable_workspace_name_is_refused(herald: Herald, name: str) -> Non
     assert result.returncode == 1
     assert result.stderr.startswith("error: Workspace name")
     assert "Traceback" not in result.stderr
+
+
+def test_the_access_log_setting_logs_one_line_per_request(herald: Herald, servers: Servers) -> None:
+    server = servers.start(herald.with_settings(HERALD_ACCESS_LOG="1", HERALD_LOG_LEVEL="INFO"))
+
+    answer = httpx.get(f"{server.url}/healthz")
+    server.interrupt()
+
+    assert answer.status_code == 200
+    logged = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    assert any(
+        entry["logger"] == "uvicorn.access" and "/healthz" in entry["message"] for entry in logged
+    )
