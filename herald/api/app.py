@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from herald.api import events, ingest
+from herald.api import events, ingest, schema
 from herald.api.auth import Authenticator
 from herald.api.errors import json_response, on_http_error, on_service_error, on_unexpected
 from herald.api.metrics import Metrics
@@ -130,6 +130,9 @@ ROUTES = [
     Route("/api/quarantine/{id:int}", events.delete_quarantined, methods=["DELETE"]),
     Route("/api/quarantine/{id:int}/replay", events.replay_quarantined, methods=["POST"]),
     Route("/api/stats", events.stats, methods=["GET"]),
+    Route("/api/schema", schema.get_schema, methods=["GET"]),
+    Route("/api/schema/attributes", schema.add_attribute, methods=["POST"]),
+    Route("/api/schema/primary-key", schema.set_primary_key, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),

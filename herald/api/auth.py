@@ -66,6 +66,14 @@ class Authenticator:
         self._cache[key] = (found, now + self._ttl_s)
         return found
 
+    def forget_workspace(self, workspace_id: int) -> None:
+        """Drop cached keys of a workspace whose schema changed, so this process sees it now."""
+        self._cache = {
+            key: entry
+            for key, entry in self._cache.items()
+            if entry[0] is None or entry[0].workspace.id != workspace_id
+        }
+
     async def flush_last_used(self) -> None:
         """Write the 'last used' times gathered since the previous flush."""
         if self.used:

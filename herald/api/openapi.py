@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from herald import __version__
+from herald.api.schema import AttributeIn, PrimaryKeyIn
 from herald.api.schemas import (
     CountersOut,
     ErrorBody,
@@ -21,6 +22,7 @@ from herald.api.schemas import (
     ReplayResult,
 )
 from herald.core.events import WireEvent
+from herald.core.schema import CustomerSchema
 
 
 class BatchRequest(msgspec.Struct):
@@ -33,6 +35,9 @@ class BatchRequest(msgspec.Struct):
 
 _SCHEMAS = (
     BatchRequest,
+    CustomerSchema,
+    AttributeIn,
+    PrimaryKeyIn,
     WireEvent,
     IngestResult,
     ErrorBody,
@@ -193,6 +198,35 @@ def _paths() -> dict[str, Any]:
                 "summary": "Per-workspace event counters (admin key)",
                 "security": _KEY,
                 "responses": {"200": _json(CountersOut, "Counters"), **_ADMIN_ERRORS},
+            }
+        },
+        "/api/schema": {
+            "get": {
+                "summary": "The workspace's customer schema (admin key)",
+                "security": _KEY,
+                "responses": {"200": _json(CustomerSchema, "The schema"), **_ADMIN_ERRORS},
+            }
+        },
+        "/api/schema/attributes": {
+            "post": {
+                "summary": "Declare (or retype) a customer attribute (admin key)",
+                "security": _KEY,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(AttributeIn)}},
+                },
+                "responses": {"200": _json(CustomerSchema, "The new schema"), **_ADMIN_ERRORS},
+            }
+        },
+        "/api/schema/primary-key": {
+            "post": {
+                "summary": "Make a declared attribute the primary key (admin key)",
+                "security": _KEY,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(PrimaryKeyIn)}},
+                },
+                "responses": {"200": _json(CustomerSchema, "The new schema"), **_ADMIN_ERRORS},
             }
         },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json(Health, "Up")}}},

@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 
+from herald.errors import InvalidRequest
+
 
 class AttributeType(StrEnum):
     STRING = "string"
@@ -19,6 +21,9 @@ class AttributeType(StrEnum):
     LIST = "list"
     OBJECT = "object"
 
+
+KEY_TYPES = (AttributeType.STRING, AttributeType.EMAIL, AttributeType.NUMBER)
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 # Deliberately loose: one "@" with text on both sides and a dot in the domain.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -38,6 +43,39 @@ class CustomerSchema(msgspec.Struct, frozen=True):
         if declared is None or value is None:
             return None
         return check_value(declared, value)
+
+    def with_attribute(self, name: str, declared: AttributeType) -> CustomerSchema:
+        """This schema with attribute `name` declared as `declared` (added or retyped)."""
+        if not ATTRIBUTE_NAME.fullmatch(name):
+            raise InvalidRequest(
+                f"Attribute name {name[:80]!r} is not usable: use 1 to 64 letters, digits or '_', "
+                "starting with a letter ('_id' and '$' names are Herald's own).",
+                field="name",
+            )
+        if name == self.primary_key and declared not in KEY_TYPES:
+            raise InvalidRequest(
+                f"{name!r} is the primary key, so it must stay one of "
+                f"{', '.join(KEY_TYPES)}; set another primary key first.",
+                field="type",
+            )
+        return CustomerSchema(self.primary_key, {**self.attributes, name: declared})
+
+    def with_primary_key(self, name: str) -> CustomerSchema:
+        """This schema with `name` (a declared string, email or number attribute) as primary key."""
+        declared = self.attributes.get(name)
+        if declared is None:
+            raise InvalidRequest(
+                f"{name!r} is not a declared attribute; declare it first "
+                f"(`herald schema add-attribute`), as one of {', '.join(KEY_TYPES)}.",
+                field="name",
+            )
+        if declared not in KEY_TYPES:
+            raise InvalidRequest(
+                f"{name!r} is declared as {declared.value}; a primary key must be one of "
+                f"{', '.join(KEY_TYPES)}.",
+                field="name",
+            )
+        return CustomerSchema(name, self.attributes)
 
 
 def check_value(declared: AttributeType, value: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -109,6 +110,11 @@ class Store(Protocol):
         """The workspace called `name`; NotFound otherwise."""
 
     async def list_workspaces(self) -> list[Workspace]: ...
+
+    async def change_schema(
+        self, workspace_id: WorkspaceId, change: Callable[[CustomerSchema], CustomerSchema]
+    ) -> Workspace:
+        """Apply `change` to the workspace's customer schema atomically; return the workspace."""
 
     async def create_key(self, workspace_id: WorkspaceId, kind: KeyKind, key: str) -> ApiKey:
         """Store a new key (hashed); the caller made the random key and shows it once."""

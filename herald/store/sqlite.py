@@ -279,6 +279,31 @@ class SqliteStore:
             ]
         )
 
+    async def change_schema(
+        self, workspace_id: WorkspaceId, change: Callable[[CustomerSchema], CustomerSchema]
+    ) -> Workspace:
+        def update(conn: sqlite3.Connection) -> Workspace:
+            conn.execute("BEGIN IMMEDIATE")  # read and write under one lock: no lost update
+            try:
+                row = conn.execute(
+                    "SELECT id, name, created_at, schema FROM workspaces WHERE id = ?",
+                    (workspace_id,),
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"No workspace with id {workspace_id}.")
+                schema = change(_workspace(row).schema)
+                conn.execute(
+                    "UPDATE workspaces SET schema = ? WHERE id = ?",
+                    (_encode(schema).decode(), workspace_id),
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return Workspace(WorkspaceId(row[0]), row[1], datetime.fromisoformat(row[2]), schema)
+
+        return await self._run(update)
+
     async def create_key(self, workspace_id: WorkspaceId, kind: KeyKind, key: str) -> ApiKey:
         created_at = _iso(datetime.now(UTC))
 
