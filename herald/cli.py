@@ -24,6 +24,7 @@ from rich.table import Table
 
 from herald import __version__
 from herald.core.keys import KeyKind, format_key
+from herald.core.schema import AttributeType, CustomerSchema
 from herald.errors import ConfigError, ServiceError
 from herald.settings import Settings
 from herald.store import open_store
@@ -318,6 +319,49 @@ def keys_revoke(workspace_name: str, prefix: str) -> None:
 
     key = _with_store(revoke)
     click.echo(f"Revoked {key.kind.value} key {key.prefix}….", err=True)
+
+
+@main.group()
+def schema() -> None:
+    """Show and edit a workspace's customer schema (attribute types, primary key)."""
+
+
+@schema.command("show")
+@click.option("--workspace", "workspace_name", required=True, help="Workspace name.")
+@_friendly
+def schema_show(workspace_name: str) -> None:
+    """Print the schema as JSON: the primary key and each attribute's type."""
+    workspace = _with_store(lambda store: store.get_workspace(workspace_name))
+    click.echo(msgspec.json.encode(workspace.schema).decode())
+
+
+@schema.command("add-attribute")
+@click.option("--workspace", "workspace_name", required=True, help="Workspace name.")
+@click.argument("name")
+@click.argument("kind", metavar="TYPE", type=click.Choice([t.value for t in AttributeType]))
+@_friendly
+def schema_add_attribute(workspace_name: str, name: str, kind: str) -> None:
+    """Declare attribute NAME of type TYPE (or change its type)."""
+    _change_schema(workspace_name, lambda schema: schema.with_attribute(name, AttributeType(kind)))
+    click.echo(f"Attribute {name!r} is declared as {kind}.", err=True)
+
+
+@schema.command("set-primary-key")
+@click.option("--workspace", "workspace_name", required=True, help="Workspace name.")
+@click.argument("name")
+@_friendly
+def schema_set_primary_key(workspace_name: str, name: str) -> None:
+    """Make attribute NAME (declared string, email or number) the primary key."""
+    _change_schema(workspace_name, lambda schema: schema.with_primary_key(name))
+    click.echo(f"The primary key is now {name!r}.", err=True)
+
+
+def _change_schema(workspace_name: str, change: Callable[[CustomerSchema], CustomerSchema]) -> None:
+    async def apply(store: Store) -> None:
+        workspace = await store.get_workspace(workspace_name)
+        await store.change_schema(workspace.id, change)
+
+    _with_store(apply)
 
 
 @main.group()

@@ -68,7 +68,7 @@ async def _decode(request: Request, shape: type[T]) -> T:
         return msgspec.json.decode(body, type=shape)
     except msgspec.ValidationError as exc:
         field, message = translate_validation_error(str(exc))
-        if field == "type":
+        if field == "type" and message != "required field is missing":
             message = f"type must be one of {', '.join(t.value for t in AttributeType)}"
         raise InvalidRequest(f"{field or 'body'}: {message}.", field=field) from None
     except msgspec.DecodeError as exc:

@@ -266,3 +266,20 @@ def test_events_tail_refuses_a_count_below_one(herald: Herald) -> None:
 
     assert result.returncode == 2
     assert "--count" in result.stderr
+
+
+def test_the_schema_commands_show_and_change_the_schema(herald: Herald) -> None:
+    assert herald.cli("workspaces", "create", "acme").returncode == 0
+
+    added = herald.cli("schema", "add-attribute", "--workspace", "acme", "user_id", "string")
+    moved = herald.cli("schema", "set-primary-key", "--workspace", "acme", "user_id")
+    refused = herald.cli("schema", "set-primary-key", "--workspace", "acme", "nobody")
+    shown = herald.cli("schema", "show", "--workspace", "acme")
+
+    assert (added.returncode, moved.returncode) == (0, 0)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: 'nobody' is not a declared attribute")
+    assert json.loads(shown.stdout) == {
+        "primary_key": "user_id",
+        "attributes": {"email": "email", "user_id": "string"},
+    }
