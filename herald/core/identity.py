@@ -73,8 +73,32 @@ def decide(
     schema: CustomerSchema,
     found: Found,
     new_id: Callable[[], str],
+    push_tokens: Mapping[str, Any] | None = None,
 ) -> Decision:
-    """Decide what an event does to customers, from the candidates the processor found."""
+    """Decide what an event does to customers, from the candidates the processor found.
+
+    `push_tokens` (an event's `$fcm` object) are kept as attributes of the event's customer.
+    """
+    decision = _decide(event, correlation_key, correlation_value, payload, schema, found, new_id)
+    tokens = {
+        name: value
+        for name, value in (push_tokens or {}).items()
+        if isinstance(value, str) and value and name != schema.primary_key
+    }
+    if tokens:
+        return _with(decision, attributes={**decision.attributes, **tokens})
+    return decision
+
+
+def _decide(
+    event: str,
+    correlation_key: str,
+    correlation_value: str,
+    payload: Mapping[str, Any],
+    schema: CustomerSchema,
+    found: Found,
+    new_id: Callable[[], str],
+) -> Decision:
     base = _attribution(correlation_key, correlation_value, schema, found.resolved, new_id)
     if event == IDENTIFY:
         return _identify(base, payload.get("distinct_id"), schema, found)

@@ -34,9 +34,9 @@ def connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Apply the SQL files of herald/store/migrations not yet applied (PRAGMA user_version)."""
-    folder = resources.files("herald.store") / "migrations"
+def migrate(conn: sqlite3.Connection, folder_name: str = "migrations") -> None:
+    """Apply the SQL files of herald/store/<folder_name> not yet applied (PRAGMA user_version)."""
+    folder = resources.files("herald.store") / folder_name
     scripts = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
     try:
         conn.execute("BEGIN IMMEDIATE")  # read the version under the write lock: two processes
@@ -70,6 +70,11 @@ def ensure_store_id(conn: sqlite3.Connection) -> str:
 
 def index_path(path: Path) -> Path:
     return path.with_name(path.name + ".ids")
+
+
+def state_path(path: Path) -> Path:
+    """The processor's database (customers, checkpoints) beside the event log's."""
+    return path.with_name(path.name + ".state")
 
 
 def lock_path(path: Path) -> Path:

@@ -1,0 +1,357 @@
+"""The processor loop: lease partitions, read them in commit order, apply, checkpoint.
+
+Every step is one write transaction on the state database that applies a chunk of the log and
+advances the checkpoints of the partitions it covered, so a crash at any moment leaves each
+partition either before or after the whole chunk: reprocessing after a restart changes nothing.
+
+Partitions are leased (`partitions.owner`, `lease_until_us`): each processor holds about
+PARTITIONS / live processors of them and renews its leases every third of the lease time; a
+processor that stops renewing loses them when the lease runs out. Ownership is checked inside the
+step's transaction, which holds the database's write lock, so two processors never commit progress
+on the same partition.
+
+Rows of the partitions a processor owns are merged by seq (and a request's rows by the events'
+places in it), so one processor applies events in commit order across partitions too.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from herald.core.events import PARTITIONS
+from herald.core.schema import CustomerSchema
+from herald.processor.attribution import LoggedEvent, apply_event, decode_events, lookup_keys
+from herald.store.idindex import unpack_positions
+from herald.store.ledger import Ledger, record_id
+from herald.store.sqlitedb import connect, migrate, state_path
+
+logger = logging.getLogger(__name__)
+
+LEASE_S = 10.0  # a stopped processor's partitions move to another one after this long
+FETCH_ROWS = 256  # record batches read per partition per step
+MAX_STEP_EVENTS = 5_000  # events per transaction: bounds memory and the write lock's hold time
+
+_decode_schema = msgspec.json.Decoder(CustomerSchema).decode
+
+# seq, request_seq, workspace_id, partition, count, positions, events
+LogRow = tuple[int, int, int, int, int, bytes, bytes]
+
+
+@dataclass(frozen=True)
+class _Lane:
+    partition: int
+    checkpoint: int
+
+
+class LeaseLost(Exception):
+    """Raised when a partition this processor held was taken over (its lease had run out)."""
+
+
+class Processor:
+    """One processor: owns some partitions and applies their events, one transaction per step."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "full",
+        lease_s: float = LEASE_S,
+        max_step_events: int = MAX_STEP_EVENTS,
+        name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._synchronous = synchronous
+        self._lease_s = lease_s
+        self._max_step_events = max_step_events
+        self._clock = clock
+        self._log: sqlite3.Connection | None = None
+        self._state: sqlite3.Connection | None = None
+        self._owned: dict[int, int] = {}  # partition -> checkpoint seq
+        self._next_refresh = 0.0
+        self._schemas: dict[int, CustomerSchema] = {}
+        self._schemas_read_at = -math.inf
+        self.processed = 0  # events applied by this processor since it opened
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._log = connect(self.path, synchronous=self._synchronous)
+        migrate(self._log)
+        self._state = connect(state_path(self.path), synchronous=self._synchronous)
+        migrate(self._state, "state_migrations")
+        self._state.executemany(
+            "INSERT OR IGNORE INTO partitions (partition) VALUES (?)",
+            [(partition,) for partition in range(PARTITIONS)],
+        )
+
+    def close(self) -> None:
+        """Give the partitions back at once (the next processor need not wait for the lease)."""
+        if self._state is not None:
+            try:
+                self._state.execute(
+                    "UPDATE partitions SET owner = NULL, lease_until_us = 0 WHERE owner = ?",
+                    (self.name,),
+                )
+                self._state.execute("DELETE FROM processors WHERE id = ?", (self.name,))
+            except sqlite3.Error:
+                logger.warning("Processor %s could not hand its partitions back", self.name)
+            self._state.close()
+        if self._log is not None:
+            self._log.close()
+        self._state = self._log = None
+        self._owned = {}
+
+    def run(self, stop: threading.Event, *, idle_s: float = 0.05) -> None:
+        """Process until `stop` is set; wait `idle_s` whenever the log has nothing new."""
+        while not stop.is_set():
+            try:
+                applied = self.step()
+            except sqlite3.OperationalError as exc:  # busy past the timeout: try again shortly
+                logger.warning("Processor %s step failed, retrying: %s", self.name, exc)
+                applied = 0
+            if not applied:
+                stop.wait(idle_s)
+
+    def owned(self) -> list[int]:
+        return sorted(self._owned)
+
+    # -- one step --------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Apply the next chunk of the owned partitions; return how many events it applied."""
+        now = self._clock()
+        if now >= self._next_refresh:
+            self.refresh_leases()
+        if not self._owned:
+            return 0
+        rows = self._fetch()
+        if not rows:
+            return 0
+        try:
+            applied = self._apply(rows, now)
+        except LeaseLost as exc:
+            logger.warning("Processor %s: %s", self.name, exc)
+            self._next_refresh = 0.0
+            return 0
+        self.processed += applied
+        return applied
+
+    def drain(self) -> int:
+        """Step until the owned partitions are caught up; return the events applied (tests, CLI)."""
+        total = 0
+        while applied := self.step():
+            total += applied
+        return total
+
+    def _fetch(self) -> list[LogRow]:
+        """The next rows of the owned partitions, merged in seq order, cut at a request edge."""
+        log = self._connection(self._log)
+        log.execute("BEGIN")  # one snapshot for every partition: no row can appear in a gap
+        try:
+            lanes = [
+                log.execute(
+                    "SELECT seq, request_seq, workspace_id, partition, count, positions, events"
+                    " FROM event_batches WHERE partition = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    (partition, checkpoint, FETCH_ROWS),
+                ).fetchall()
+                for partition, checkpoint in self._owned.items()
+            ]
+        finally:
+            log.execute("COMMIT")
+        # A lane that filled its page may have more rows below the other lanes' last seqs.
+        bound = min((lane[-1][0] for lane in lanes if len(lane) == FETCH_ROWS), default=math.inf)
+        rows: list[LogRow] = []
+        events = 0
+        for row in heapq.merge(*lanes):
+            if row[0] > bound or (events >= self._max_step_events and row[1] != rows[-1][1]):
+                break
+            rows.append(row)
+            events += row[4]
+        return rows
+
+    def _apply(self, rows: list[LogRow], now: float) -> int:
+        state = self._connection(self._state)
+        now_us = int(now * 1_000_000)
+        state.execute("BEGIN IMMEDIATE")
+        try:
+            self._check_ownership(state)
+            rows = [row for row in rows if row[0] > self._owned[row[3]]]
+            ledger = Ledger(state, now_us)
+            applied = self._apply_rows(ledger, rows)
+            ledger.flush()
+            self._advance(state, rows, now_us)
+        except BaseException:
+            state.execute("ROLLBACK")
+            raise
+        state.execute("COMMIT")
+        for row in rows:
+            self._owned[row[3]] = max(self._owned[row[3]], row[0])
+        return applied
+
+    def _apply_rows(self, ledger: Ledger, rows: list[LogRow]) -> int:
+        schemas = self._schemas_for({row[2] for row in rows})
+        decoded = [decode_events(row[6]) for row in rows]
+        ledger.prefetch(
+            key
+            for row, events in zip(rows, decoded, strict=True)
+            for event in events
+            for key in lookup_keys(row[2], event, schemas[row[2]])
+        )
+        applied = 0
+        for row, index, event in _in_commit_order(rows, decoded):
+            workspace_id = row[2]
+            apply_event(
+                ledger,
+                workspace_id=workspace_id,
+                schema=schemas[workspace_id],
+                event=event,
+                event_id=record_id(row[0], index),
+            )
+            applied += 1
+        return applied
+
+    def _check_ownership(self, state: sqlite3.Connection) -> None:
+        rows = state.execute(
+            "SELECT partition, owner, checkpoint_seq FROM partitions"
+            f" WHERE partition IN ({','.join('?' * len(self._owned))})",
+            list(self._owned),
+        ).fetchall()
+        for partition, owner, checkpoint in rows:
+            if owner != self.name:
+                del self._owned[partition]
+                raise LeaseLost(f"partition {partition} was taken over by {owner}")
+            if checkpoint != self._owned[partition]:  # only after a takeover and a hand-back
+                self._owned[partition] = checkpoint
+
+    def _advance(self, state: sqlite3.Connection, rows: list[LogRow], now_us: int) -> None:
+        covered: dict[int, tuple[int, int, int]] = {}  # partition -> (first seq, last seq, events)
+        for seq, _, _, partition, count, _, _ in rows:
+            first, _, events = covered.get(partition, (seq, seq, 0))
+            covered[partition] = (first, seq, events + count)
+        lease_until_us = now_us + int(self._lease_s * 1_000_000)
+        for partition, (first, last, events) in covered.items():
+            state.execute(
+                "UPDATE partitions SET checkpoint_seq = ?, processed = processed + ?,"
+                " lease_until_us = ? WHERE partition = ?",
+                (last, events, lease_until_us, partition),
+            )
+            extended = state.execute(
+                "UPDATE processing_log SET to_seq = ?, at_us = ? WHERE id ="
+                " (SELECT max(id) FROM processing_log WHERE partition = ?) AND owner = ?",
+                (last, now_us, partition, self.name),
+            ).rowcount
+            if not extended:
+                state.execute(
+                    "INSERT INTO processing_log (partition, from_seq, to_seq, owner, at_us)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (partition, first, last, self.name, now_us),
+                )
+
+    def _schemas_for(self, workspace_ids: set[int]) -> dict[int, CustomerSchema]:
+        now = time.monotonic()
+        if now - self._schemas_read_at > 1.0 or not workspace_ids <= self._schemas.keys():
+            rows = self._connection(self._log).execute("SELECT id, schema FROM workspaces")
+            self._schemas = {workspace_id: _decode_schema(text) for workspace_id, text in rows}
+            self._schemas_read_at = now
+        return self._schemas
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def refresh_leases(self) -> None:
+        """Heartbeat, renew what this processor holds, and take or give back its fair share."""
+        state = self._connection(self._state)
+        now = self._clock()
+        now_us = int(now * 1_000_000)
+        lease_us = int(self._lease_s * 1_000_000)
+        state.execute("BEGIN IMMEDIATE")
+        try:
+            state.execute(
+                "INSERT INTO processors (id, started_at_us, seen_at_us) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET seen_at_us = excluded.seen_at_us",
+                (self.name, now_us, now_us),
+            )
+            state.execute("DELETE FROM processors WHERE seen_at_us < ?", (now_us - lease_us,))
+            (live,) = state.execute("SELECT count(*) FROM processors").fetchone()
+            owned = self._rebalance(state, math.ceil(PARTITIONS / live), now_us)
+            state.execute(
+                "UPDATE partitions SET lease_until_us = ? WHERE owner = ?",
+                (now_us + lease_us, self.name),
+            )
+        except BaseException:
+            state.execute("ROLLBACK")
+            raise
+        state.execute("COMMIT")
+        if owned.keys() != self._owned.keys():
+            logger.info("Processor %s holds partitions %s", self.name, sorted(owned))
+        self._owned = owned
+        self._next_refresh = now + self._lease_s / 3
+
+    def _rebalance(self, state: sqlite3.Connection, share: int, now_us: int) -> dict[int, int]:
+        rows = state.execute(
+            "SELECT partition, owner, lease_until_us, checkpoint_seq FROM partitions"
+            " ORDER BY partition"
+        ).fetchall()
+        mine = {
+            partition: checkpoint for partition, owner, _, checkpoint in rows if owner == self.name
+        }
+        for partition in sorted(mine)[share:]:
+            state.execute(
+                "UPDATE partitions SET owner = NULL, lease_until_us = 0 WHERE partition = ?",
+                (partition,),
+            )
+            del mine[partition]
+        free = [
+            (partition, checkpoint)
+            for partition, owner, until_us, checkpoint in rows
+            if owner != self.name and (owner is None or until_us < now_us)
+        ]
+        for partition, checkpoint in free[: max(0, share - len(mine))]:
+            state.execute(
+                "UPDATE partitions SET owner = ? WHERE partition = ?", (self.name, partition)
+            )
+            mine[partition] = checkpoint
+        return mine
+
+    @staticmethod
+    def _connection(conn: sqlite3.Connection | None) -> sqlite3.Connection:
+        assert conn is not None, "open() the processor first"
+        return conn
+
+
+def _in_commit_order(
+    rows: list[LogRow], decoded: list[list[LoggedEvent]]
+) -> Iterator[tuple[LogRow, int, LoggedEvent]]:
+    """Each event with its row and index in it: rows in seq order, a request's by event place."""
+    start = 0
+    while start < len(rows):
+        end = start
+        while end < len(rows) and rows[end][1] == rows[start][1]:
+            end += 1
+        if end - start == 1:
+            row = rows[start]
+            yield from ((row, index, event) for index, event in enumerate(decoded[start]))
+        else:
+            placed = [
+                (place, position, index)
+                for position in range(start, end)
+                for index, place in enumerate(unpack_positions(rows[position][5]))
+            ]
+            placed.sort()
+            for _, position, index in placed:
+                yield rows[position], index, decoded[position][index]
+        start = end

@@ -1,0 +1,333 @@
+"""Customers as one processing transaction sees them: reads go through a memo, writes are batched.
+
+The processor opens a `Ledger` inside a write transaction on the state database, applies the
+identity decisions of many events to it, and flushes once before committing. Holding the write lock
+for the whole transaction is what makes the memo safe: nobody else can change a customer meanwhile.
+Customers API writes (upsert, delete) use a Ledger too: both keep the key index the same way.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from herald.core.identity import ANONYMOUS_KEY, Customer
+from herald.core.schema import CustomerSchema
+
+KEY_VALUE_MAX = 512  # longer values are not indexed as keys (a key is an id, not a text)
+
+_encode = msgspec.json.encode
+_decode_attributes = msgspec.json.Decoder(dict[str, Any]).decode
+
+Key = tuple[int, str, str]  # (workspace_id, name, value)
+
+
+def key_text(value: Any) -> str | None:
+    """How a key attribute's value is indexed (and how a correlationValue matches it)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        return value if len(value) <= KEY_VALUE_MAX else None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
+
+
+def record_id(seq: int, index: int) -> int:
+    """An event record's id: its record batch's seq and its index in it, in commit order."""
+    return seq << 24 | index
+
+
+@dataclass
+class _Row:
+    id: int
+    workspace_id: int
+    attributes: dict[str, Any]
+    created_at_us: int
+    merged_into: int | None = None
+    dirty: bool = False
+
+
+@dataclass
+class Ledger:
+    """The customers of one write transaction; `flush()` writes what changed."""
+
+    conn: sqlite3.Connection
+    now_us: int
+    _rows: dict[int, _Row] = field(default_factory=dict)
+    _owners: dict[Key, list[int]] = field(default_factory=dict)
+    _added: set[tuple[int, str, str, int]] = field(default_factory=set)
+    _removed: set[tuple[int, str, str, int]] = field(default_factory=set)
+    _key_names: dict[int, set[str]] = field(default_factory=dict)
+    _records: list[tuple[int, int, int, str, str | None]] = field(default_factory=list)
+    _messages: list[tuple[int, int, str, str, int]] = field(default_factory=list)
+    _next_id: int = 0
+
+    # -- finding customers -------------------------------------------------------------------
+
+    def resolve(
+        self, workspace_id: int, name: str, value: Any, schema: CustomerSchema
+    ) -> int | None:
+        """The customer that (correlationKey `name`, `value`) names, or None."""
+        text = key_text(value)
+        if text is None:
+            return None
+        if name != ANONYMOUS_KEY:
+            self.ensure_key_name(workspace_id, name)
+        owners = self._owners_of((workspace_id, name, text))
+        return owners[0] if owners else None
+
+    def customer(self, customer_id: int, schema: CustomerSchema) -> Customer:
+        """What identity decisions need to know of a customer."""
+        row = self._row(customer_id)
+        primary = row.attributes.get(schema.primary_key) if schema.primary_key else None
+        return Customer(str(customer_id), primary)
+
+    def attributes(self, customer_id: int) -> dict[str, Any]:
+        return self._row(customer_id).attributes
+
+    def ensure_key_name(self, workspace_id: int, name: str) -> None:
+        """Index attribute `name` as a key from now on (backfilled from existing customers)."""
+        names = self._names(workspace_id)
+        if name in names:
+            return
+        names.add(name)
+        self.flush()
+        self.conn.execute(
+            "INSERT OR IGNORE INTO key_names (workspace_id, name) VALUES (?, ?)",
+            (workspace_id, name),
+        )
+        rows = self.conn.execute(
+            "SELECT id, json_extract(attributes, '$.' || json_quote(?)) FROM customers"
+            " WHERE workspace_id = ? AND merged_into IS NULL",
+            (name, workspace_id),
+        )
+        for customer_id, value in rows.fetchall():
+            text = key_text(value)
+            if text is not None:
+                self._add_key((workspace_id, name, text), customer_id)
+
+    # -- changing customers ------------------------------------------------------------------
+
+    def new_id(self) -> int:
+        """A customer id nobody holds (ids may be skipped: a decision need not use it)."""
+        if not self._next_id:
+            (last,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM customers").fetchone()
+            self._next_id = last + 1
+        customer_id = self._next_id
+        self._next_id += 1
+        return customer_id
+
+    def create(self, workspace_id: int, customer_id: int) -> None:
+        self._rows[customer_id] = _Row(customer_id, workspace_id, {}, self.now_us, dirty=True)
+
+    def add_identifier(self, customer_id: int, identifier: str) -> None:
+        row = self._row(customer_id)
+        self._add_key((row.workspace_id, ANONYMOUS_KEY, identifier), customer_id)
+
+    def set_attributes(self, customer_id: int, changes: Mapping[str, Any]) -> None:
+        """Set attributes (None removes one), keeping the key index in step."""
+        row = self._row(customer_id)
+        names = self._names(row.workspace_id)
+        for name, value in changes.items():
+            old = row.attributes.get(name)
+            if old == value and (value is not None or name not in row.attributes):
+                continue
+            if value is None:
+                row.attributes.pop(name, None)
+            else:
+                row.attributes[name] = value
+            row.dirty = True
+            if name in names:
+                self._move_key(row.workspace_id, name, old, value, customer_id)
+
+    def merge(self, source_id: int, target_id: int) -> None:
+        """Fold customer `source_id` into `target_id`: ids, missing attributes, event history."""
+        source, target = self._row(source_id), self._row(target_id)
+        missing = {k: v for k, v in source.attributes.items() if k not in target.attributes}
+        self.set_attributes(source_id, dict.fromkeys(source.attributes))
+        self.set_attributes(target_id, missing)
+        self.flush()
+        identifiers = self.conn.execute(
+            "SELECT value FROM customer_keys WHERE customer_id = ? AND name = ?",
+            (source_id, ANONYMOUS_KEY),
+        ).fetchall()
+        for (identifier,) in identifiers:
+            key = (source.workspace_id, ANONYMOUS_KEY, identifier)
+            self._remove_key(key, source_id)
+            self._add_key(key, target_id)
+        source.merged_into = target_id
+        source.dirty = True
+        self.flush()
+        for statement in (
+            "UPDATE event_records SET customer_id = ? WHERE customer_id = ?",
+            "UPDATE message_events SET customer_id = ? WHERE customer_id = ?",
+            "UPDATE customers SET merged_into = ? WHERE merged_into = ?",
+        ):
+            self.conn.execute(statement, (target_id, source_id))
+
+    def delete(self, customer_id: int) -> None:
+        """Remove a customer, its keys and its event records (the log itself is kept)."""
+        self.flush()
+        self.conn.execute("DELETE FROM customer_keys WHERE customer_id = ?", (customer_id,))
+        for table in ("event_records", "message_events"):
+            self.conn.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
+        self.conn.execute(
+            "DELETE FROM customers WHERE id = ? OR merged_into = ?", (customer_id, customer_id)
+        )
+        self._rows.clear()
+        self._owners.clear()
+
+    def record(
+        self, event_id: int, workspace_id: int, customer_id: int, outcome: str, detail: str | None
+    ) -> None:
+        """Note what processing did with one event (written with the customers)."""
+        self._records.append((event_id, workspace_id, customer_id, outcome, detail))
+
+    def record_message_status(
+        self, event_id: int, workspace_id: int, message_id: str, status: str, customer_id: int
+    ) -> None:
+        self._messages.append((event_id, workspace_id, message_id, status, customer_id))
+
+    def flush(self) -> None:
+        """Write every change made so far (inside the caller's transaction)."""
+        dirty = [row for row in self._rows.values() if row.dirty]
+        self.conn.executemany(
+            "INSERT INTO customers"
+            " (id, workspace_id, attributes, created_at_us, updated_at_us, merged_into)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " attributes = excluded.attributes, updated_at_us = excluded.updated_at_us,"
+            " merged_into = excluded.merged_into",
+            [
+                (
+                    row.id,
+                    row.workspace_id,
+                    _encode(row.attributes).decode(),
+                    row.created_at_us,
+                    self.now_us,
+                    row.merged_into,
+                )
+                for row in dirty
+            ],
+        )
+        for row in dirty:
+            row.dirty = False
+        self.conn.executemany(
+            "DELETE FROM customer_keys"
+            " WHERE workspace_id = ? AND name = ? AND value = ? AND customer_id = ?",
+            self._removed,
+        )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO customer_keys (workspace_id, name, value, customer_id)"
+            " VALUES (?, ?, ?, ?)",
+            self._added,
+        )
+        self.conn.executemany(
+            "INSERT INTO event_records (id, workspace_id, customer_id, outcome, detail)"
+            " VALUES (?, ?, ?, ?, ?)",
+            self._records,
+        )
+        self.conn.executemany(
+            "INSERT INTO message_events (event_id, workspace_id, message_id, status, customer_id)"
+            " VALUES (?, ?, ?, ?, ?)",
+            self._messages,
+        )
+        self._removed.clear()
+        self._added.clear()
+        self._records.clear()
+        self._messages.clear()
+
+    # -- memo --------------------------------------------------------------------------------
+
+    def _row(self, customer_id: int) -> _Row:
+        row = self._rows.get(customer_id)
+        if row is None:
+            found = self.conn.execute(
+                "SELECT workspace_id, attributes, created_at_us, merged_into FROM customers"
+                " WHERE id = ?",
+                (customer_id,),
+            ).fetchone()
+            assert found is not None, f"customer {customer_id} is referenced but missing"
+            row = _Row(customer_id, found[0], _decode_attributes(found[1]), found[2], found[3])
+            self._rows[customer_id] = row
+        return row
+
+    def _names(self, workspace_id: int) -> set[str]:
+        names = self._key_names.get(workspace_id)
+        if names is None:
+            rows = self.conn.execute(
+                "SELECT name FROM key_names WHERE workspace_id = ?", (workspace_id,)
+            )
+            names = {name for (name,) in rows}
+            self._key_names[workspace_id] = names
+        return names
+
+    def _owners_of(self, key: Key) -> list[int]:
+        owners = self._owners.get(key)
+        if owners is None:
+            rows = self.conn.execute(
+                "SELECT customer_id FROM customer_keys"
+                " WHERE workspace_id = ? AND name = ? AND value = ? ORDER BY customer_id",
+                key,
+            )
+            owners = [customer_id for (customer_id,) in rows]
+            self._owners[key] = owners
+        return owners
+
+    def prefetch(self, keys: Iterable[Key]) -> None:
+        """Load the owners of many keys in a few queries (the first sight of each is a miss)."""
+        wanted: dict[tuple[int, str], list[str]] = {}
+        for key in keys:
+            if key not in self._owners:
+                self._owners[key] = []
+                wanted.setdefault((key[0], key[1]), []).append(key[2])
+        for (workspace_id, name), values in wanted.items():
+            for start in range(0, len(values), 500):
+                chunk = values[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self.conn.execute(
+                    "SELECT value, customer_id FROM customer_keys"
+                    f" WHERE workspace_id = ? AND name = ? AND value IN ({marks})"
+                    " ORDER BY customer_id",
+                    (workspace_id, name, *chunk),
+                )
+                for value, customer_id in rows:
+                    self._owners[(workspace_id, name, value)].append(customer_id)
+
+    def _move_key(self, workspace_id: int, name: str, old: Any, new: Any, customer_id: int) -> None:
+        old_text, new_text = key_text(old), key_text(new)
+        if old_text == new_text:
+            return
+        if old_text is not None:
+            self._remove_key((workspace_id, name, old_text), customer_id)
+        if new_text is not None:
+            self._add_key((workspace_id, name, new_text), customer_id)
+
+    def _add_key(self, key: Key, customer_id: int) -> None:
+        owners = self._owners_of(key)
+        if customer_id in owners:
+            return
+        bisect.insort(owners, customer_id)
+        entry = (*key, customer_id)
+        if entry in self._removed:
+            self._removed.discard(entry)
+        else:
+            self._added.add(entry)
+
+    def _remove_key(self, key: Key, customer_id: int) -> None:
+        owners = self._owners_of(key)
+        if customer_id not in owners:
+            return
+        owners.remove(customer_id)
+        entry = (*key, customer_id)
+        if entry in self._added:
+            self._added.discard(entry)
+        else:
+            self._removed.add(entry)
