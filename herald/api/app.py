@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from herald.api import events, ingest, schema
+from herald.api import customers, events, ingest, schema
 from herald.api.auth import Authenticator
 from herald.api.errors import json_response, on_http_error, on_service_error, on_unexpected
 from herald.api.metrics import Metrics
@@ -133,6 +133,13 @@ ROUTES = [
     Route("/api/schema", schema.get_schema, methods=["GET"]),
     Route("/api/schema/attributes", schema.add_attribute, methods=["POST"]),
     Route("/api/schema/primary-key", schema.set_primary_key, methods=["POST"]),
+    Route("/api/customers/upsert", customers.upsert, methods=["POST"]),
+    Route("/api/customers/read", customers.read, methods=["POST"]),
+    Route("/api/customers/delete", customers.delete, methods=["POST"]),
+    Route("/api/customers/search", customers.search, methods=["POST"]),
+    Route("/api/customers", customers.list_customers, methods=["GET"]),
+    Route("/api/customers/{id}", customers.get_customer, methods=["GET"]),
+    Route("/api/customers/{id}/events", customers.customer_events, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),

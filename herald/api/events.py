@@ -33,7 +33,7 @@ async def list_events(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
     params = request.query_params
-    _known_params(request, EVENT_PARAMS)
+    known_params(request, EVENT_PARAMS)
     filters = EventFilter(
         correlation_value=params.get("correlationValue"),
         event=params.get("event"),
@@ -41,7 +41,7 @@ async def list_events(request: Request) -> Response:
         end=_time_param(params.get("to"), "to"),
     )
     page = await state.store.list_events(
-        key.workspace.id, filters, cursor=params.get("cursor"), limit=_limit(request)
+        key.workspace.id, filters, cursor=params.get("cursor"), limit=page_limit(request)
     )
     return json_response(EventList([event_out(e) for e in page.events], page.next_cursor))
 
@@ -60,11 +60,11 @@ async def get_event(request: Request) -> Response:
 async def list_quarantine(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
-    _known_params(request, PAGE_PARAMS)
+    known_params(request, PAGE_PARAMS)
     cursor = request.query_params.get("cursor")
     if cursor is not None and not cursor.isdigit():
         raise InvalidRequest(f"cursor {cursor!r} is not one Herald gave out.", field="cursor")
-    limit = _limit(request)
+    limit = page_limit(request)
     items = await state.store.list_quarantine(
         key.workspace.id, after_id=int(cursor) if cursor else None, limit=limit
     )
@@ -177,7 +177,7 @@ EVENT_PARAMS = ("correlationValue", "event", "from", "to", "cursor", "limit")
 PAGE_PARAMS = ("cursor", "limit")
 
 
-def _known_params(request: Request, known: tuple[str, ...]) -> None:
+def known_params(request: Request, known: tuple[str, ...]) -> None:
     """A misspelt filter must not silently return everything."""
     unknown = [name for name in request.query_params if name not in known]
     if unknown:
@@ -187,7 +187,7 @@ def _known_params(request: Request, known: tuple[str, ...]) -> None:
         )
 
 
-def _limit(request: Request) -> int:
+def page_limit(request: Request) -> int:
     text = request.query_params.get("limit", str(DEFAULT_PAGE))
     if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
         raise InvalidRequest(

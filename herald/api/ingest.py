@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 import zlib
 from datetime import UTC, datetime
+from typing import TypeVar
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +20,8 @@ from herald.core.events import (
     check_batch,
     decode_envelope,
     decode_single,
+    json_error,
+    translate_validation_error,
 )
 from herald.core.schema import CustomerSchema
 from herald.errors import (
@@ -29,6 +33,8 @@ from herald.errors import (
 )
 from herald.store.base import AppendRequest
 from herald.types import WorkspaceId
+
+T = TypeVar("T")
 
 _CREATED_EMPTY = Response(b"{}", 201, media_type="application/json")
 
@@ -109,6 +115,18 @@ def append_request(workspace_id: WorkspaceId, checked: CheckedBatch) -> AppendRe
         received_at=datetime.now(UTC),
         sent_at=checked.sent_at,
     )
+
+
+async def decode_body(request: Request, shape: type[T], *, max_bytes: int) -> T:
+    """Read and decode a small JSON body into `shape`; errors name the field or line/column."""
+    body = await read_body(request, max_bytes)
+    try:
+        return msgspec.json.decode(body, type=shape)
+    except msgspec.ValidationError as exc:
+        field, message = translate_validation_error(str(exc))
+        raise InvalidRequest(f"{field or 'body'}: {message}.", field=field) from None
+    except msgspec.DecodeError as exc:
+        raise json_error(body, str(exc)) from None
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

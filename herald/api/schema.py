@@ -9,11 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from herald.api.errors import json_response
-from herald.api.ingest import read_body
+from herald.api.ingest import decode_body
 from herald.api.state import AppState
-from herald.core.events import translate_validation_error
 from herald.core.schema import AttributeType
-from herald.errors import InvalidJSON, InvalidRequest
+from herald.errors import InvalidRequest
 
 T = TypeVar("T")
 
@@ -55,6 +54,8 @@ async def set_primary_key(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
     wanted = await _decode(request, PrimaryKeyIn)
+    if wanted.name != key.workspace.schema.primary_key:
+        await state.store.check_unique(key.workspace.id, wanted.name)
     workspace = await state.store.change_schema(
         key.workspace.id, lambda schema: schema.with_primary_key(wanted.name)
     )
@@ -63,13 +64,10 @@ async def set_primary_key(request: Request) -> Response:
 
 
 async def _decode(request: Request, shape: type[T]) -> T:
-    body = await read_body(request, MAX_SCHEMA_BODY_BYTES)
     try:
-        return msgspec.json.decode(body, type=shape)
-    except msgspec.ValidationError as exc:
-        field, message = translate_validation_error(str(exc))
-        if field == "type" and message != "required field is missing":
+        return await decode_body(request, shape, max_bytes=MAX_SCHEMA_BODY_BYTES)
+    except InvalidRequest as exc:
+        if exc.details.get("field") == "type" and "required" not in exc.message:
             message = f"type must be one of {', '.join(t.value for t in AttributeType)}"
-        raise InvalidRequest(f"{field or 'body'}: {message}.", field=field) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidJSON(f"The body is not valid JSON: {exc}.") from None
+            raise InvalidRequest(f"type: {message}.", field="type") from None
+        raise

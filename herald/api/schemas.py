@@ -93,3 +93,44 @@ class CountersOut(msgspec.Struct, frozen=True):
 class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     status: str
     pending_events: int | None = None
+
+
+class UpsertedCustomer(msgspec.Struct, frozen=True):
+    """The customer's Herald id; 201 and created=true when the upsert made it."""
+
+    id: str
+    created: bool
+
+
+class DeletedCustomer(msgspec.Struct, frozen=True):
+    id: str
+    deleted: bool
+
+
+class CustomerOut(msgspec.Struct, frozen=True):
+    """A customer: Herald's id, attributes, and the anonymous `_id` values that resolve to it."""
+
+    id: str
+    attributes: dict[str, Any]
+    identifiers: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerList(msgspec.Struct, frozen=True):
+    customers: list[CustomerOut]
+    next_cursor: str | None
+
+
+class CustomerEventOut(msgspec.Struct, frozen=True):
+    """One of a customer's events and what processing did with it (created, merged, ...)."""
+
+    event: EventOut
+    outcome: str
+    detail: str | None
+
+
+class CustomerEventsOut(msgspec.Struct, frozen=True):
+    customer_id: str
+    events: list[CustomerEventOut]
+    next_cursor: str | None

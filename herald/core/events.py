@@ -130,7 +130,7 @@ def decode_envelope(body: bytes) -> Envelope:
     except msgspec.ValidationError as exc:
         raise InvalidRequest(_envelope_message(str(exc))) from None
     except msgspec.DecodeError as exc:
-        raise _json_error(body, str(exc)) from None
+        raise json_error(body, str(exc)) from None
     except RecursionError:
         raise InvalidRequest(_TOO_DEEP) from None
     except UnicodeDecodeError:
@@ -150,7 +150,7 @@ def decode_single(body: bytes) -> Envelope:
     try:
         value = _decode_any(body)
     except msgspec.DecodeError as exc:
-        raise _json_error(body, str(exc)) from None
+        raise json_error(body, str(exc)) from None
     except RecursionError:
         raise InvalidRequest(_TOO_DEEP) from None
     except UnicodeDecodeError:
@@ -520,7 +520,7 @@ _TOO_DEEP = (
 )
 
 
-def _json_error(body: bytes, text: str) -> InvalidJSON:
+def json_error(body: bytes, text: str) -> InvalidJSON:
     match = _BYTE.search(text)
     if match is None and "truncated" in text:
         match = _BYTE.search(f"(byte {len(body)})")

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from herald.core.conditions import Condition
 from herald.core.events import Accepted, Rejected
 from herald.core.keys import KeyKind
 from herald.core.schema import CustomerSchema
@@ -88,6 +89,46 @@ class Counters(msgspec.Struct, frozen=True):
     quarantined: int = 0
 
 
+class CustomerRecord(msgspec.Struct, frozen=True):
+    """A customer: Herald's id, attributes, and the `_id` values that resolve to it."""
+
+    id: str
+    attributes: dict[str, Any]
+    identifiers: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerPage(msgspec.Struct, frozen=True):
+    customers: list[CustomerRecord]
+    next_cursor: str | None
+
+
+class CustomerEvent(msgspec.Struct, frozen=True):
+    """One of a customer's events, with what processing did with it."""
+
+    event: StoredEvent
+    outcome: str
+    detail: str | None
+
+
+class CustomerEventPage(msgspec.Struct, frozen=True):
+    customer_id: str
+    events: list[CustomerEvent]
+    next_cursor: str | None
+
+
+class PartitionStatus(msgspec.Struct, frozen=True):
+    """How far one partition is processed, who holds it, and how far behind it is."""
+
+    partition: int
+    owner: str | None
+    checkpoint_seq: int
+    processed: int
+    behind_events: int
+    behind_s: float
+
+
 class Store(Protocol):
     """Persistence for every role; one adapter per database (SQLite embedded, PostgreSQL)."""
 
@@ -157,6 +198,41 @@ class Store(Protocol):
     async def mark_replayed(self, workspace_id: WorkspaceId, item_id: int) -> None: ...
 
     async def counters(self, workspace_id: WorkspaceId) -> Counters: ...
+
+    async def upsert_customer(
+        self, workspace: Workspace, key: Any, properties: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """Create or update the customer whose primary key is `key`; return (id, created)."""
+
+    async def find_customer(self, workspace: Workspace, key: Any) -> CustomerRecord:
+        """The customer whose primary key is `key`; NotFound otherwise."""
+
+    async def delete_customer(self, workspace: Workspace, key: Any) -> str:
+        """Delete the customer whose primary key is `key` (NotFound otherwise); return its id."""
+
+    async def get_customer(self, workspace_id: WorkspaceId, customer_id: int) -> CustomerRecord:
+        """The customer with this id (a merged-away id gives the customer it became)."""
+
+    async def search_customers(
+        self,
+        workspace_id: WorkspaceId,
+        conditions: list[Condition],
+        *,
+        cursor: str | None,
+        limit: int,
+    ) -> CustomerPage:
+        """Customers matching every condition, oldest first."""
+
+    async def customer_events(
+        self, workspace_id: WorkspaceId, customer_id: int, *, cursor: str | None, limit: int
+    ) -> CustomerEventPage:
+        """A customer's events in commit order, with each one's processing outcome."""
+
+    async def check_unique(self, workspace_id: WorkspaceId, attribute: str) -> None:
+        """Conflict when two customers share a value of `attribute` (before it becomes the key)."""
+
+    async def processing_status(self) -> list[PartitionStatus]:
+        """Per partition: checkpoint, owner, events and seconds behind."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot serve."""

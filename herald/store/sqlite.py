@@ -21,17 +21,23 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
+from herald.core.conditions import Condition
 from herald.core.events import PARTITIONS, partition_of
 from herald.core.keys import KEY_PREFIX_LENGTH, KeyKind, hash_key, key_prefix
 from herald.core.schema import CustomerSchema
 from herald.errors import Conflict, InvalidRequest, NotFound, ServiceError, StoreUnavailable
+from herald.store import customers
 from herald.store.base import (
     ApiKey,
     AppendRequest,
     AppendResult,
     Counters,
+    CustomerEventPage,
+    CustomerPage,
+    CustomerRecord,
     EventFilter,
     EventPage,
+    PartitionStatus,
     QuarantinedEvent,
     StoredEvent,
     Workspace,
@@ -46,7 +52,15 @@ from herald.store.reading import (
     event_at,
     page_events,
 )
-from herald.store.sqlitedb import connect, ensure_store_id, from_us, index_path, migrate, to_us
+from herald.store.sqlitedb import (
+    connect,
+    ensure_store_id,
+    from_us,
+    index_path,
+    migrate,
+    state_path,
+    to_us,
+)
 from herald.store.writerprocess import ProcessCommitter
 from herald.types import KeyId, WorkspaceId
 
@@ -143,6 +157,7 @@ class SqliteStore:
         conn = self._connection()
         migrate(conn)
         ensure_store_id(conn)
+        migrate(self._state_connection(), "state_migrations")
 
     async def close(self) -> None:
         if self._thread is not None:
@@ -157,6 +172,82 @@ class SqliteStore:
             self._connections.clear()
         if self._ids is not None and self._log is None:
             self._ids.close()
+
+    # -- customers (the state database) ----------------------------------------------------
+
+    async def upsert_customer(
+        self, workspace: Workspace, key: Any, properties: dict[str, Any]
+    ) -> tuple[str, bool]:
+        return await self._run_state(
+            lambda state, _: customers.upsert(
+                state,
+                workspace_id=workspace.id,
+                schema=workspace.schema,
+                key=key,
+                properties=properties,
+            )
+        )
+
+    async def find_customer(self, workspace: Workspace, key: Any) -> CustomerRecord:
+        return await self._run_state(
+            lambda state, _: customers.find_by_key(
+                state, workspace_id=workspace.id, schema=workspace.schema, key=key
+            )
+        )
+
+    async def delete_customer(self, workspace: Workspace, key: Any) -> str:
+        return await self._run_state(
+            lambda state, _: customers.delete(
+                state, workspace_id=workspace.id, schema=workspace.schema, key=key
+            )
+        )
+
+    async def get_customer(self, workspace_id: WorkspaceId, customer_id: int) -> CustomerRecord:
+        return await self._run_state(
+            lambda state, _: customers.get(
+                state, workspace_id=workspace_id, customer_id=customer_id
+            )
+        )
+
+    async def search_customers(
+        self,
+        workspace_id: WorkspaceId,
+        conditions: list[Condition],
+        *,
+        cursor: str | None,
+        limit: int,
+    ) -> CustomerPage:
+        return await self._run_state(
+            lambda state, _: customers.search(
+                state, workspace_id=workspace_id, conditions=conditions, cursor=cursor, limit=limit
+            )
+        )
+
+    async def customer_events(
+        self, workspace_id: WorkspaceId, customer_id: int, *, cursor: str | None, limit: int
+    ) -> CustomerEventPage:
+        return await self._run_state(
+            lambda state, log: customers.events(
+                state,
+                log,
+                workspace_id=workspace_id,
+                customer_id=customer_id,
+                cursor=cursor,
+                limit=limit,
+            )
+        )
+
+    async def check_unique(self, workspace_id: WorkspaceId, attribute: str) -> None:
+        await self._run_state(
+            lambda state, _: customers.unique_values(
+                state, workspace_id=workspace_id, name=attribute
+            )
+        )
+
+    async def processing_status(self) -> list[PartitionStatus]:
+        return await self._run_state(
+            lambda state, log: customers.partition_status(state, log, now=datetime.now(UTC))
+        )
 
     async def ping(self) -> None:
         if self._process is not None and not self._process.healthy():
@@ -463,6 +554,20 @@ class SqliteStore:
             raise
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"The database at {self.path} failed: {exc}") from exc
+
+    async def _run_state(self, work: Callable[[sqlite3.Connection, sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(
+            self._run_sync, lambda log: work(self._state_connection(), log)
+        )
+
+    def _state_connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "state", None)
+        if conn is None:
+            conn = connect(state_path(self.path), synchronous=self._synchronous)
+            self._local.state = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
