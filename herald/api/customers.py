@@ -53,8 +53,8 @@ async def upsert(request: Request) -> Response:
     key = await state.auth.authenticate(request, admin=True)
     body = await decode_body(request, UpsertIn, max_bytes=MAX_CUSTOMER_BODY_BYTES)
     _check_upsert(key.workspace.schema, body)
-    customer_id, created = await state.store.upsert_customer(
-        key.workspace, body.primary_key, body.properties
+    [(customer_id, created)] = await state.store.upsert_customers(
+        key.workspace, [(body.primary_key, body.properties)]
     )
     return json_response(UpsertedCustomer(customer_id, created), 201 if created else 200)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -199,10 +199,13 @@ class Store(Protocol):
 
     async def counters(self, workspace_id: WorkspaceId) -> Counters: ...
 
-    async def upsert_customer(
-        self, workspace: Workspace, key: Any, properties: dict[str, Any]
-    ) -> tuple[str, bool]:
-        """Create or update the customer whose primary key is `key`; return (id, created)."""
+    async def upsert_customers(
+        self, workspace: Workspace, rows: Sequence[tuple[Any, Mapping[str, Any]]]
+    ) -> list[tuple[str, bool]]:
+        """Create or update customers by primary key, (key, attributes) per row, atomically.
+
+        Returns (id, created) per row. Values are checked against the schema by the caller.
+        """
 
     async def find_customer(self, workspace: Workspace, key: Any) -> CustomerRecord:
         """The customer whose primary key is `key`; NotFound otherwise."""

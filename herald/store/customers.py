@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,19 +44,25 @@ def upsert(
     *,
     workspace_id: int,
     schema: CustomerSchema,
-    key: Any,
-    properties: Mapping[str, Any],
-) -> tuple[str, bool]:
-    """Create or update the customer whose primary key is `key`; return (id, created)."""
+    rows: Sequence[tuple[Any, Mapping[str, Any]]],
+) -> list[tuple[str, bool]]:
+    """Create or update the customers whose primary keys are given, in one transaction.
+
+    `rows` are (primary-key value, attributes to set); returns (id, created) for each.
+    """
     primary = _primary_key(schema)
+    results = []
     with _write(state) as ledger:
-        customer_id = ledger.resolve(workspace_id, primary, key, schema)
-        created = customer_id is None
-        if customer_id is None:
-            customer_id = ledger.new_id()
-            ledger.create(workspace_id, customer_id)
-        ledger.set_attributes(customer_id, {**properties, primary: key})
-    return str(customer_id), created
+        ledger.prefetch((workspace_id, primary, text) for key, _ in rows if (text := key_text(key)))
+        for key, properties in rows:
+            customer_id = ledger.resolve(workspace_id, primary, key, schema)
+            created = customer_id is None
+            if customer_id is None:
+                customer_id = ledger.new_id()
+                ledger.create(workspace_id, customer_id)
+            ledger.set_attributes(customer_id, {**properties, primary: key})
+            results.append((str(customer_id), created))
+    return results
 
 
 def delete(

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -175,16 +175,12 @@ class SqliteStore:
 
     # -- customers (the state database) ----------------------------------------------------
 
-    async def upsert_customer(
-        self, workspace: Workspace, key: Any, properties: dict[str, Any]
-    ) -> tuple[str, bool]:
+    async def upsert_customers(
+        self, workspace: Workspace, rows: Sequence[tuple[Any, Mapping[str, Any]]]
+    ) -> list[tuple[str, bool]]:
         return await self._run_state(
             lambda state, _: customers.upsert(
-                state,
-                workspace_id=workspace.id,
-                schema=workspace.schema,
-                key=key,
-                properties=properties,
+                state, workspace_id=workspace.id, schema=workspace.schema, rows=rows
             )
         )
 
