@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import json
@@ -10,8 +11,10 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +38,7 @@ R = TypeVar("R")
 
 logger = logging.getLogger("herald")
 TAIL_POLL_S = 0.5
+PROCESSOR_RESTART_S = 1.0  # pause before restarting a processor that died
 GC_THRESHOLD = 50_000  # allocations between young-generation collections (default 700)
 
 
@@ -154,12 +158,19 @@ def serve(host: str | None, port: int | None) -> None:
 
     async def run() -> None:
         await store.start()
+        stop = asyncio.Event()
+        supervisor = None
         try:
             created = await bootstrap(store, settings)
+            if settings.embedded_processor:
+                supervisor = asyncio.create_task(supervise_processor(stop))
             _print_welcome(settings, created is not None)
             _tune_gc()
             await server.serve()
         finally:
+            stop.set()
+            if supervisor is not None:
+                await supervisor
             await store.close()
 
     try:
@@ -169,6 +180,119 @@ def serve(host: str | None, port: int | None) -> None:
     if lost:
         click.echo("error: the log writer process stopped; restart Herald.", err=True)
         sys.exit(1)
+
+
+async def supervise_processor(stop: asyncio.Event) -> None:
+    """Run `herald processor` as a child until `stop`; restart it if it dies.
+
+    The child stops when its stdin closes, so it never outlives this process (even kill -9).
+    """
+    while not stop.is_set():
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "herald",
+            "processor",
+            "--stop-on-stdin-eof",
+            stdin=asyncio.subprocess.PIPE,
+        )
+        exited = asyncio.create_task(child.wait())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            if child.returncode is None:
+                child.terminate()
+            await exited
+            return
+        stopping.cancel()
+        logger.error(
+            "The processor process exited with status %s; restarting it in %s s",
+            child.returncode,
+            PROCESSOR_RESTART_S,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PROCESSOR_RESTART_S)
+
+
+@main.command()
+@click.option(
+    "--stop-on-stdin-eof",
+    is_flag=True,
+    hidden=True,
+    help="Stop when stdin closes (how serve ties the processor's life to its own).",
+)
+@_friendly
+def processor(stop_on_stdin_eof: bool) -> None:
+    """Run the processor role alone: attribute events to customers, partition by partition.
+
+    Run as many as you like on the same database: they share the partitions through leases
+    (HERALD_PROCESSOR_LEASE_S). Set HERALD_EMBEDDED_PROCESSOR=0 for serve to leave it to them.
+    """
+    from herald.processor.loop import Processor
+    from herald.store import sqlite_path
+
+    settings = _settings()
+    configure_logging(settings)
+    if not settings.database_url.startswith("sqlite://"):
+        raise ConfigError("The processor runs on SQLite only for now (PostgreSQL is planned).")
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    if stop_on_stdin_eof:
+        threading.Thread(target=_stop_at_eof, args=(stop,), daemon=True).start()
+    worker = Processor(
+        sqlite_path(settings.database_url),
+        synchronous=settings.sqlite_synchronous,
+        lease_s=settings.processor_lease_s,
+    )
+    worker.open()
+    logger.info("Processor %s started on %s", worker.name, settings.database_url)
+    _tune_gc()
+    try:
+        worker.run(stop)
+    finally:
+        worker.close()
+        logger.info("Processor %s stopped after %d events", worker.name, worker.processed)
+
+
+def _stop_at_eof(stop: threading.Event) -> None:
+    while sys.stdin.buffer.read(4096):
+        pass
+    stop.set()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_friendly
+def status(as_json: bool) -> None:
+    """Show processing progress: per partition, its owner and how far behind it is."""
+
+    async def work(store: Store) -> list[Any]:
+        return await store.processing_status()
+
+    partitions = _with_store(work)
+    if as_json:
+        click.echo(msgspec.json.encode(partitions).decode())
+        return
+    table = Table("partition", "owner", "checkpoint", "processed", "behind (events)", "behind (s)")
+    for item in partitions:
+        table.add_row(
+            str(item.partition),
+            item.owner or "-",
+            str(item.checkpoint_seq),
+            f"{item.processed:,}",
+            f"{item.behind_events:,}",
+            f"{item.behind_s:.1f}",
+        )
+    console = _console()
+    console.print(table)
+    behind = sum(item.behind_events for item in partitions)
+    lag = max((item.behind_s for item in partitions), default=0.0)
+    owners = {item.owner for item in partitions if item.owner}
+    console.print(
+        f"{sum(item.processed for item in partitions):,} events processed; {behind:,} behind "
+        f"(oldest {lag:.1f} s); {len(owners)} processor(s) live."
+    )
 
 
 def _check_port_free(settings: Settings) -> None:

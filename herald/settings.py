@@ -42,6 +42,10 @@ class Settings:
     log_format: str = "json"
     # One log line per HTTP request (uvicorn's access log); off by default: it costs throughput.
     access_log: bool = False
+    # serve runs the processor role as a child process; off when `herald processor` runs apart.
+    embedded_processor: bool = True
+    # A processor that stops renewing its partition leases loses them after this many seconds.
+    processor_lease_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
@@ -83,6 +87,8 @@ class Settings:
                 raise ConfigError(f"HERALD_{name.upper()} must be a positive integer.")
         if self.port > MAX_PORT:
             raise ConfigError(f"HERALD_PORT is {self.port}; a port is at most {MAX_PORT}.")
+        if self.processor_lease_s <= 0:
+            raise ConfigError("HERALD_PROCESSOR_LEASE_S must be a positive number of seconds.")
         if self.key_cache_ttl_s < 0:
             raise ConfigError("HERALD_KEY_CACHE_TTL_S must be zero or more seconds.")
         if not self.database_url.startswith(("sqlite://", "postgresql://")):

@@ -105,6 +105,10 @@ async def readyz(request: Request) -> Response:
 
 async def metrics_endpoint(request: Request) -> Response:
     state: AppState = request.app.state.herald
+    try:
+        state.metrics.observe_processing(await state.store.processing_status())
+    except ServiceError as exc:  # the request metrics are still worth answering with
+        logger.warning("Could not read processing progress for /metrics: %s", exc.message)
     return Response(state.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 

@@ -9,9 +9,15 @@ from typing import Any
 import msgspec
 
 from herald import __version__
+from herald.api.customers import KeyIn, SearchIn, UpsertIn
 from herald.api.schema import AttributeIn, PrimaryKeyIn
 from herald.api.schemas import (
     CountersOut,
+    CustomerEventOut,
+    CustomerEventsOut,
+    CustomerList,
+    CustomerOut,
+    DeletedCustomer,
     ErrorBody,
     EventList,
     EventOut,
@@ -20,6 +26,7 @@ from herald.api.schemas import (
     QuarantineItem,
     QuarantineList,
     ReplayResult,
+    UpsertedCustomer,
 )
 from herald.core.events import WireEvent
 from herald.core.schema import CustomerSchema
@@ -48,6 +55,15 @@ _SCHEMAS = (
     ReplayResult,
     CountersOut,
     Health,
+    UpsertIn,
+    KeyIn,
+    SearchIn,
+    UpsertedCustomer,
+    DeletedCustomer,
+    CustomerOut,
+    CustomerList,
+    CustomerEventOut,
+    CustomerEventsOut,
 )
 _REF = "#/components/schemas/{name}"
 
@@ -66,6 +82,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "Missing or unknown API key",
         403: "A write key on an admin route",
         404: "Not found in this workspace",
+        409: "Conflicts with existing data; the message names the conflicting value",
         413: "Past a size or count limit; the message states the limit",
         415: "Unsupported Content-Encoding",
         503: "Overloaded or store unavailable: retry after Retry-After seconds",
