@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from herald import __version__
+from herald.cli_customers import customers
 from herald.core.keys import KeyKind, format_key
 from herald.core.schema import AttributeType, CustomerSchema
 from herald.errors import ConfigError, ServiceError
@@ -486,6 +487,9 @@ def _change_schema(workspace_name: str, change: Callable[[CustomerSchema], Custo
         await store.change_schema(workspace.id, change)
 
     _with_store(apply)
+
+
+main.add_command(customers)
 
 
 @main.group()

@@ -238,14 +238,22 @@ def _paths() -> dict[str, Any]:
         "/api/schema/primary-key": {
             "post": {
                 "summary": "Make a declared attribute the primary key (admin key)",
+                "description": (
+                    "Refused with 409, naming the value, when two customers share a value of the "
+                    "attribute: a primary key must be unique."
+                ),
                 "security": _KEY,
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref(PrimaryKeyIn)}},
                 },
-                "responses": {"200": _json(CustomerSchema, "The new schema"), **_ADMIN_ERRORS},
+                "responses": {
+                    "200": _json(CustomerSchema, "The new schema"),
+                    **_errors(400, 401, 403, 404, 409, 413, 415, 503),
+                },
             }
         },
+        **_customer_paths(),
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json(Health, "Up")}}},
         "/readyz": {
             "get": {
@@ -254,6 +262,112 @@ def _paths() -> dict[str, Any]:
             }
         },
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {}}}},
+    }
+
+
+def _body(struct: type) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(struct)}}}
+
+
+_ID = _param("id", "path", "the customer's id (a number, as upsert returns it)", True)
+
+
+def _customer_paths() -> dict[str, Any]:
+    by_key = "Laudspeaker-compatible; the workspace's primary key (GET /api/schema) names it."
+    return {
+        "/api/customers/upsert": {
+            "post": {
+                "summary": "Create or update a customer by primary key (admin key)",
+                "description": (
+                    f"{by_key} Properties are checked against the declared attribute types; "
+                    "properties must not hold a primary-key value other than primary_key."
+                ),
+                "security": _KEY,
+                "requestBody": _body(UpsertIn),
+                "responses": {
+                    "200": _json(UpsertedCustomer, "Updated an existing customer"),
+                    "201": _json(UpsertedCustomer, "Created the customer"),
+                    **_errors(400, 401, 403, 413, 415, 503),
+                },
+            }
+        },
+        "/api/customers/read": {
+            "post": {
+                "summary": "One customer by primary key (admin key)",
+                "description": by_key,
+                "security": _KEY,
+                "requestBody": _body(KeyIn),
+                "responses": {
+                    "200": _json(CustomerOut, "The customer"),
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
+                },
+            }
+        },
+        "/api/customers/delete": {
+            "post": {
+                "summary": "Delete a customer by primary key (admin key)",
+                "description": f"{by_key} The customer's events stay in the event log.",
+                "security": _KEY,
+                "requestBody": _body(KeyIn),
+                "responses": {
+                    "200": _json(DeletedCustomer, "Deleted"),
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
+                },
+            }
+        },
+        "/api/customers": {
+            "get": {
+                "summary": "List customers, oldest first (admin key)",
+                "security": _KEY,
+                "parameters": [_CURSOR, _LIMIT],
+                "responses": {
+                    "200": _json(CustomerList, "A page of customers"),
+                    **_errors(400, 401, 403, 503),
+                },
+            }
+        },
+        "/api/customers/search": {
+            "post": {
+                "summary": "Customers matching every condition, oldest first (admin key)",
+                "description": (
+                    "Operators: eq, ne, exists, not_exists, contains, gt, gte, lt, lte, in (a "
+                    "list). A value of another type than the attribute's does not match. A page "
+                    "may hold fewer than `limit` customers and still have a next_cursor."
+                ),
+                "security": _KEY,
+                "requestBody": _body(SearchIn),
+                "responses": {
+                    "200": _json(CustomerList, "A page of matching customers"),
+                    **_errors(400, 401, 403, 413, 415, 503),
+                },
+            }
+        },
+        "/api/customers/{id}": {
+            "get": {
+                "summary": "One customer by id; a merged-away id gives its customer (admin key)",
+                "security": _KEY,
+                "parameters": [_ID],
+                "responses": {
+                    "200": _json(CustomerOut, "The customer"),
+                    **_errors(401, 403, 404, 503),
+                },
+            }
+        },
+        "/api/customers/{id}/events": {
+            "get": {
+                "summary": "A customer's events in commit order, with outcomes (admin key)",
+                "description": (
+                    "Events appear once the processor has applied them; `outcome` is one of "
+                    "created, attributed, identified, merged, conflict."
+                ),
+                "security": _KEY,
+                "parameters": [_ID, _CURSOR, _LIMIT],
+                "responses": {
+                    "200": _json(CustomerEventsOut, "A page of events"),
+                    **_errors(400, 401, 403, 404, 503),
+                },
+            }
+        },
     }
 
 
