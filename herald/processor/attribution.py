@@ -6,8 +6,8 @@ from typing import Any
 
 import msgspec
 
-from herald.core.events import IDENTIFY
-from herald.core.identity import ANONYMOUS_KEY, Found, decide
+from herald.core.events import IDENTIFY, SET
+from herald.core.identity import ANONYMOUS_KEY, Customer, Found, Outcome, decide
 from herald.core.schema import CustomerSchema
 from herald.store.ledger import Ledger, key_text
 
@@ -15,17 +15,25 @@ MESSAGE_SOURCE = "message"  # status events about a message Herald sent: $delive
 
 
 class LoggedEvent(msgspec.Struct, rename="camel", frozen=True):
-    """The fields of a logged event that processing reads (ingestion validated them all)."""
+    """The fields of a logged event that processing reads (ingestion validated them all).
+
+    The payload stays raw JSON: only the events whose payload matters to identity decode it.
+    """
 
     event: str
     correlation_key: str
     correlation_value: str
     source: str = ""
-    payload: dict[str, Any] = {}
+    payload: msgspec.Raw = msgspec.Raw(b"{}")
     fcm: dict[str, Any] | None = msgspec.field(default=None, name="$fcm")
+
+    def fields(self) -> dict[str, Any]:
+        return _decode_payload(self.payload)
 
 
 decode_events = msgspec.json.Decoder(list[LoggedEvent]).decode
+_decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
+_IDENTITY_EVENTS = frozenset((IDENTIFY, SET))
 
 
 def lookup_keys(
@@ -34,7 +42,7 @@ def lookup_keys(
     """The customer keys processing `event` will look up (to load them in bulk first)."""
     keys = [(workspace_id, event.correlation_key, event.correlation_value)]
     if event.event == IDENTIFY and schema.primary_key is not None:
-        text = key_text(event.payload.get("distinct_id"))
+        text = key_text(event.fields().get("distinct_id"))
         if text is not None:
             keys.append((workspace_id, schema.primary_key, text))
     return keys
@@ -52,15 +60,22 @@ def apply_event(
     resolved_id = ledger.resolve(
         workspace_id, event.correlation_key, event.correlation_value, schema
     )
+    if resolved_id is not None and event.event not in _IDENTITY_EVENTS and not event.fcm:
+        # decide()'s commonest answer, taken without building its inputs: an ordinary event of
+        # a known customer is attributed to it and changes nothing else.
+        ledger.record(event_id, workspace_id, resolved_id, Outcome.ATTRIBUTED.value, None)
+        _record_message_status(ledger, event, event_id, workspace_id, resolved_id)
+        return
+    payload = event.fields()
     found = Found(
         resolved=ledger.customer(resolved_id, schema) if resolved_id is not None else None,
-        key_owner=_key_owner(ledger, workspace_id, event, schema),
+        key_owner=_key_owner(ledger, workspace_id, event, payload, schema),
     )
     decision = decide(
         event=event.event,
         correlation_key=event.correlation_key,
         correlation_value=event.correlation_value,
-        payload=event.payload,
+        payload=payload,
         schema=schema,
         found=found,
         new_id=lambda: str(ledger.new_id()),
@@ -76,22 +91,32 @@ def apply_event(
     if decision.attributes:
         ledger.set_attributes(customer_id, decision.attributes)
     ledger.record(event_id, workspace_id, customer_id, decision.outcome.value, decision.conflict)
-    if event.source == MESSAGE_SOURCE and event.event.startswith("$"):
-        message_id = event.payload.get("messageId", event.payload.get("message_id"))
-        if isinstance(message_id, str) and message_id:
-            ledger.record_message_status(
-                event_id, workspace_id, message_id, event.event[1:], customer_id
-            )
+    _record_message_status(ledger, event, event_id, workspace_id, customer_id)
+
+
+def _record_message_status(
+    ledger: Ledger, event: LoggedEvent, event_id: int, workspace_id: int, customer_id: int
+) -> None:
+    if event.source != MESSAGE_SOURCE or not event.event.startswith("$"):
+        return
+    payload = event.fields()
+    message_id = payload.get("messageId", payload.get("message_id"))
+    if isinstance(message_id, str) and message_id:
+        ledger.record_message_status(
+            event_id, workspace_id, message_id, event.event[1:], customer_id
+        )
 
 
 def _key_owner(
-    ledger: Ledger, workspace_id: int, event: LoggedEvent, schema: CustomerSchema
-) -> Any:
+    ledger: Ledger,
+    workspace_id: int,
+    event: LoggedEvent,
+    payload: dict[str, Any],
+    schema: CustomerSchema,
+) -> Customer | None:
     if event.event != IDENTIFY or schema.primary_key is None:
         return None
-    owner_id = ledger.resolve(
-        workspace_id, schema.primary_key, event.payload.get("distinct_id"), schema
-    )
+    owner_id = ledger.resolve(workspace_id, schema.primary_key, payload.get("distinct_id"), schema)
     return ledger.customer(owner_id, schema) if owner_id is not None else None
 
 

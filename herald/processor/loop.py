@@ -41,8 +41,9 @@ from herald.store.sqlitedb import connect, migrate, state_path
 logger = logging.getLogger(__name__)
 
 LEASE_S = 10.0  # a stopped processor's partitions move to another one after this long
-FETCH_ROWS = 256  # record batches read per partition per step
 MAX_STEP_EVENTS = 5_000  # events per transaction: bounds memory and the write lock's hold time
+
+STATE_CACHE_KIB = 256 * 1024  # SQLite page cache of the state database, per processor
 
 _decode_schema = msgspec.json.Decoder(CustomerSchema).decode
 
@@ -78,6 +79,9 @@ class Processor:
         self._synchronous = synchronous
         self._lease_s = lease_s
         self._max_step_events = max_step_events
+        # Record batches read per partition per step: enough to fill a step when requests carry
+        # a few events per partition; the rows past the step are read again by the next one.
+        self._fetch_rows = max(16, max_step_events // PARTITIONS // 4)
         self._clock = clock
         self._log: sqlite3.Connection | None = None
         self._state: sqlite3.Connection | None = None
@@ -93,6 +97,9 @@ class Processor:
         self._log = connect(self.path, synchronous=self._synchronous)
         migrate(self._log)
         self._state = connect(state_path(self.path), synchronous=self._synchronous)
+        # Customer keys and the per-customer index of event records take random inserts: a
+        # cache that holds their hot pages saves re-reading them from the OS on every step.
+        self._state.execute(f"PRAGMA cache_size = -{STATE_CACHE_KIB}")
         migrate(self._state, "state_migrations")
         self._state.executemany(
             "INSERT OR IGNORE INTO partitions (partition) VALUES (?)",
@@ -167,14 +174,17 @@ class Processor:
                 log.execute(
                     "SELECT seq, request_seq, workspace_id, partition, count, positions, events"
                     " FROM event_batches WHERE partition = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    (partition, checkpoint, FETCH_ROWS),
+                    (partition, checkpoint, self._fetch_rows),
                 ).fetchall()
                 for partition, checkpoint in self._owned.items()
             ]
         finally:
             log.execute("COMMIT")
         # A lane that filled its page may have more rows below the other lanes' last seqs.
-        bound = min((lane[-1][0] for lane in lanes if len(lane) == FETCH_ROWS), default=math.inf)
+        bound = min(
+            (lane[-1][0] for lane in lanes if len(lane) == self._fetch_rows),
+            default=math.inf,
+        )
         rows: list[LogRow] = []
         events = 0
         for row in heapq.merge(*lanes):
