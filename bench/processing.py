@@ -114,7 +114,7 @@ def run_ceiling(path: Path, step_events: int | None = None) -> dict[str, Any]:
     import msgspec
 
     from herald.core.events import PARTITIONS
-    from herald.processor.loop import MAX_STEP_EVENTS, STATE_CACHE_KIB
+    from herald.processor.loop import MAX_STEP_EVENTS, STATE_CACHE_KIB, STATE_CHECKPOINT_PAGES
     from herald.store.ledger import record_id
     from herald.store.sqlitedb import connect
 
@@ -125,6 +125,7 @@ def run_ceiling(path: Path, step_events: int | None = None) -> dict[str, Any]:
     state_file = path.with_name("ceiling.state")
     state = connect(state_file, synchronous="full")
     state.execute(f"PRAGMA cache_size = -{STATE_CACHE_KIB}")
+    state.execute(f"PRAGMA wal_autocheckpoint = {STATE_CHECKPOINT_PAGES}")
     state.execute(
         "CREATE TABLE records (id INTEGER PRIMARY KEY, customer_id INTEGER, outcome TEXT)"
     )

@@ -33,7 +33,8 @@ class LoggedEvent(msgspec.Struct, rename="camel", frozen=True):
 
 decode_events = msgspec.json.Decoder(list[LoggedEvent]).decode
 _decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
-_IDENTITY_EVENTS = frozenset((IDENTIFY, SET))
+IDENTITY_EVENTS = frozenset((IDENTIFY, SET))
+_ATTRIBUTED = Outcome.ATTRIBUTED.value
 
 
 def lookup_keys(
@@ -60,10 +61,10 @@ def apply_event(
     resolved_id = ledger.resolve(
         workspace_id, event.correlation_key, event.correlation_value, schema
     )
-    if resolved_id is not None and event.event not in _IDENTITY_EVENTS and not event.fcm:
+    if resolved_id is not None and event.event not in IDENTITY_EVENTS and not event.fcm:
         # decide()'s commonest answer, taken without building its inputs: an ordinary event of
         # a known customer is attributed to it and changes nothing else.
-        ledger.record(event_id, workspace_id, resolved_id, Outcome.ATTRIBUTED.value, None)
+        ledger.record(event_id, workspace_id, resolved_id, _ATTRIBUTED, None)
         _record_message_status(ledger, event, event_id, workspace_id, resolved_id)
         return
     payload = event.fields()

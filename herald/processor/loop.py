@@ -32,8 +32,15 @@ from pathlib import Path
 import msgspec
 
 from herald.core.events import PARTITIONS
+from herald.core.identity import ANONYMOUS_KEY
 from herald.core.schema import CustomerSchema
-from herald.processor.attribution import LoggedEvent, apply_event, decode_events, lookup_keys
+from herald.processor.attribution import (
+    IDENTITY_EVENTS,
+    LoggedEvent,
+    apply_event,
+    decode_events,
+    lookup_keys,
+)
 from herald.store.idindex import unpack_positions
 from herald.store.ledger import Ledger, record_id
 from herald.store.sqlitedb import connect, migrate, state_path
@@ -41,9 +48,12 @@ from herald.store.sqlitedb import connect, migrate, state_path
 logger = logging.getLogger(__name__)
 
 LEASE_S = 10.0  # a stopped processor's partitions move to another one after this long
-MAX_STEP_EVENTS = 5_000  # events per transaction: bounds memory and the write lock's hold time
+MAX_STEP_EVENTS = 20_000  # events per transaction: bounds memory and how long the write lock is held
 
 STATE_CACHE_KIB = 256 * 1024  # SQLite page cache of the state database, per processor
+
+STATE_CHECKPOINT_PAGES = 20_000  # WAL pages (4 KiB) before the state database checkpoints
+MAX_KNOWN_IDS = 500_000  # identifiers remembered across steps (~100 bytes each), then forgotten
 
 _decode_schema = msgspec.json.Decoder(CustomerSchema).decode
 
@@ -89,6 +99,12 @@ class Processor:
         self._next_refresh = 0.0
         self._schemas: dict[int, CustomerSchema] = {}
         self._schemas_read_at = -math.inf
+        # Who each `_id` identifier of the owned partitions names, remembered across steps: only
+        # this processor changes those keys while it holds their partitions (an identifier is the
+        # correlationValue that made it), except deletes, which bump customers_generation.
+        self._known_ids: dict[int, dict[str, int | None]] = {}  # workspace -> identifier -> id
+        self._known_count = 0
+        self._generation: str | None = None
         self.processed = 0  # events applied by this processor since it opened
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -100,6 +116,9 @@ class Processor:
         # Customer keys and the per-customer index of event records take random inserts: a
         # cache that holds their hot pages saves re-reading them from the OS on every step.
         self._state.execute(f"PRAGMA cache_size = -{STATE_CACHE_KIB}")
+        # A step dirties pages all over the customer index; checkpointing the WAL every 1,000
+        # pages (the default) copied most of them back after every step.
+        self._state.execute(f"PRAGMA wal_autocheckpoint = {STATE_CHECKPOINT_PAGES}")
         migrate(self._state, "state_migrations")
         self._state.executemany(
             "INSERT OR IGNORE INTO partitions (partition) VALUES (?)",
@@ -200,8 +219,9 @@ class Processor:
         state.execute("BEGIN IMMEDIATE")
         try:
             self._check_ownership(state)
+            self._check_generation(state)
             rows = [row for row in rows if row[0] > self._owned[row[3]]]
-            ledger = Ledger(state, now_us)
+            ledger = Ledger(state, now_us, known_ids=self._known_ids)
             applied = self._apply_rows(ledger, rows)
             ledger.flush()
             self._advance(state, rows, now_us)
@@ -211,17 +231,34 @@ class Processor:
         state.execute("COMMIT")
         for row in rows:
             self._owned[row[3]] = max(self._owned[row[3]], row[0])
+        self._remember(ledger)
         return applied
+
+    def _remember(self, ledger: Ledger) -> None:
+        if self._known_count > MAX_KNOWN_IDS:
+            self._forget()
+        for workspace_id, identifier, owner in ledger.anonymous_owners():
+            known = self._known_ids.setdefault(workspace_id, {})
+            self._known_count += identifier not in known
+            known[identifier] = owner
+
+    def _forget(self) -> None:
+        self._known_ids.clear()
+        self._known_count = 0
 
     def _apply_rows(self, ledger: Ledger, rows: list[LogRow]) -> int:
         schemas = self._schemas_for({row[2] for row in rows})
         decoded = [decode_events(row[6]) for row in rows]
-        ledger.prefetch(
-            key
-            for row, events in zip(rows, decoded, strict=True)
-            for event in events
-            for key in lookup_keys(row[2], event, schemas[row[2]])
-        )
+        wanted: list[tuple[int, str, str]] = []
+        for row, events in zip(rows, decoded, strict=True):
+            workspace_id = row[2]
+            known = self._known_ids.get(workspace_id, {})
+            for event in events:
+                if event.correlation_key != ANONYMOUS_KEY or event.event in IDENTITY_EVENTS:
+                    wanted.extend(lookup_keys(workspace_id, event, schemas[workspace_id]))
+                elif event.correlation_value not in known:
+                    wanted.append((workspace_id, ANONYMOUS_KEY, event.correlation_value))
+        ledger.prefetch(wanted)
         applied = 0
         for row, index, event in _in_commit_order(rows, decoded):
             workspace_id = row[2]
@@ -234,6 +271,13 @@ class Processor:
             )
             applied += 1
         return applied
+
+    def _check_generation(self, state: sqlite3.Connection) -> None:
+        row = state.execute("SELECT value FROM meta WHERE key = 'customers_generation'").fetchone()
+        generation = row[0] if row else None
+        if generation != self._generation:
+            self._forget()
+            self._generation = generation
 
     def _check_ownership(self, state: sqlite3.Connection) -> None:
         rows = state.execute(
@@ -306,6 +350,8 @@ class Processor:
             state.execute("ROLLBACK")
             raise
         state.execute("COMMIT")
+        if owned.keys() - self._owned.keys():  # keys of a new partition may have changed meanwhile
+            self._forget()
         if owned.keys() != self._owned.keys():
             logger.info("Processor %s holds partitions %s", self.name, sorted(owned))
         self._owned = owned
@@ -355,13 +401,13 @@ def _in_commit_order(
         if end - start == 1:
             row = rows[start]
             yield from ((row, index, event) for index, event in enumerate(decoded[start]))
-        else:
-            placed = [
-                (place, position, index)
+        else:  # sort by place in the request; ints sort faster than tuples
+            placed = sorted(
+                place << 40 | position << 24 | index
                 for position in range(start, end)
                 for index, place in enumerate(unpack_positions(rows[position][5]))
-            ]
-            placed.sort()
-            for _, position, index in placed:
+            )
+            for key in placed:
+                position, index = key >> 24 & 0xFFFF, key & 0xFFFFFF
                 yield rows[position], index, decoded[position][index]
         start = end

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,9 @@ class Ledger:
 
     conn: sqlite3.Connection
     now_us: int
+    # Who each `_id` identifier names (None: nobody), as a processor remembers it across its
+    # transactions; read here, never written (the processor updates it after each commit).
+    known_ids: Mapping[int, Mapping[str, int | None]] = field(default_factory=dict)
     _rows: dict[int, _Row] = field(default_factory=dict)
     _owners: dict[Key, list[int]] = field(default_factory=dict)
     _added: set[tuple[int, str, str, int]] = field(default_factory=set)
@@ -69,6 +72,7 @@ class Ledger:
     _records: list[tuple[int, int, int, str, str | None]] = field(default_factory=list)
     _messages: list[tuple[int, int, str, str, int]] = field(default_factory=list)
     _next_id: int = 0
+    _last_id: int = 0  # the highest id handed out, kept in meta so that ids are never reused
 
     # -- finding customers -------------------------------------------------------------------
 
@@ -79,9 +83,15 @@ class Ledger:
         text = key_text(value)
         if text is None:
             return None
-        if name != ANONYMOUS_KEY:
-            self.ensure_key_name(workspace_id, name)
-        owners = self._owners_of((workspace_id, name, text))
+        owners = self._owners.get((workspace_id, name, text))
+        if owners is None:
+            if name == ANONYMOUS_KEY:
+                known = self.known_ids.get(workspace_id)
+                if known is not None and text in known:
+                    return known[text]
+            else:
+                self.ensure_key_name(workspace_id, name)
+            owners = self._owners_of((workspace_id, name, text))
         return owners[0] if owners else None
 
     def customer(self, customer_id: int, schema: CustomerSchema) -> Customer:
@@ -119,10 +129,14 @@ class Ledger:
     def new_id(self) -> int:
         """A customer id nobody holds (ids may be skipped: a decision need not use it)."""
         if not self._next_id:
-            (last,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM customers").fetchone()
+            (last,) = self.conn.execute(
+                "SELECT max((SELECT coalesce(max(id), 0) FROM customers), coalesce((SELECT"
+                " CAST(value AS INTEGER) FROM meta WHERE key = 'last_customer_id'), 0))"
+            ).fetchone()
             self._next_id = last + 1
         customer_id = self._next_id
         self._next_id += 1
+        self._last_id = customer_id
         return customer_id
 
     def create(self, workspace_id: int, customer_id: int) -> None:
@@ -182,6 +196,11 @@ class Ledger:
         self.conn.execute(
             "DELETE FROM customers WHERE id = ? OR merged_into = ?", (customer_id, customer_id)
         )
+        # Processors remember who identifiers name; a new generation makes them forget.
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('customers_generation', '1') ON CONFLICT (key)"
+            " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
         self._rows.clear()
         self._owners.clear()
 
@@ -196,8 +215,21 @@ class Ledger:
     ) -> None:
         self._messages.append((event_id, workspace_id, message_id, status, customer_id))
 
+    def anonymous_owners(self) -> Iterator[tuple[int, str, int | None]]:
+        """Who each `_id` identifier this transaction looked up names now (to remember)."""
+        for (workspace_id, name, value), owners in self._owners.items():
+            if name == ANONYMOUS_KEY:
+                yield workspace_id, value, owners[0] if owners else None
+
     def flush(self) -> None:
         """Write every change made so far (inside the caller's transaction)."""
+        if self._last_id:
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_customer_id', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(self._last_id),),
+            )
+            self._last_id = 0
         dirty = [row for row in self._rows.values() if row.dirty]
         self.conn.executemany(
             "INSERT INTO customers"
@@ -271,6 +303,11 @@ class Ledger:
 
     def _owners_of(self, key: Key) -> list[int]:
         owners = self._owners.get(key)
+        if owners is None and key[1] == ANONYMOUS_KEY:
+            known = self.known_ids.get(key[0], {})
+            if key[2] in known:
+                owner = known[key[2]]
+                owners = self._owners[key] = [] if owner is None else [owner]
         if owners is None:
             rows = self.conn.execute(
                 "SELECT customer_id FROM customer_keys"
@@ -281,11 +318,17 @@ class Ledger:
             self._owners[key] = owners
         return owners
 
+    def is_known(self, key: Key) -> bool:
+        """Whether resolving `key` needs no query."""
+        return key in self._owners or (
+            key[1] == ANONYMOUS_KEY and key[2] in self.known_ids.get(key[0], ())
+        )
+
     def prefetch(self, keys: Iterable[Key]) -> None:
         """Load the owners of many keys in a few queries (the first sight of each is a miss)."""
         wanted: dict[tuple[int, str], list[str]] = {}
         for key in keys:
-            if key not in self._owners:
+            if not self.is_known(key):
                 self._owners[key] = []
                 wanted.setdefault((key[0], key[1]), []).append(key[2])
         for (workspace_id, name), values in wanted.items():
