@@ -20,8 +20,9 @@ from herald.api.schemas import (
     UpsertedCustomer,
 )
 from herald.api.state import AppState
-from herald.core.conditions import Condition
-from herald.core.schema import CustomerSchema, check_value
+from herald.core.conditions import Condition, Op
+from herald.core.numbers import whole_number
+from herald.core.schema import MAX_KEY_CHARS, CustomerSchema, check_value
 from herald.errors import InvalidRequest, NotFound
 from herald.store.base import CustomerRecord
 
@@ -91,7 +92,15 @@ async def list_customers(request: Request) -> Response:
 async def search(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
-    body = await decode_body(request, SearchIn, max_bytes=MAX_CUSTOMER_BODY_BYTES)
+    try:
+        body = await decode_body(request, SearchIn, max_bytes=MAX_CUSTOMER_BODY_BYTES)
+    except InvalidRequest as exc:
+        if str(exc.details.get("field", "")).endswith(".op"):
+            raise InvalidRequest(
+                f"{exc.message[:-1]}; use one of {', '.join(op.value for op in Op)}.",
+                **exc.details,
+            ) from None
+        raise
     _check_search(body)
     page = await state.store.search_customers(
         key.workspace.id, body.conditions, cursor=body.cursor, limit=body.limit
@@ -144,6 +153,12 @@ def _check_upsert(schema: CustomerSchema, body: UpsertIn) -> None:
     declared = schema.attributes[primary]
     if (problem := check_value(declared, body.primary_key)) is not None:
         raise InvalidRequest(f"primary_key ({primary}): {problem}.", field="primary_key")
+    if isinstance(body.primary_key, str) and len(body.primary_key) > MAX_KEY_CHARS:
+        raise InvalidRequest(
+            f"primary_key is {len(body.primary_key):,} characters long; a primary key is at most "
+            f"{MAX_KEY_CHARS}.",
+            field="primary_key",
+        )
     if primary in body.properties and body.properties[primary] != body.primary_key:
         raise InvalidRequest(
             f"properties.{primary} differs from primary_key; the primary key is the customer's "
@@ -175,6 +190,7 @@ def _check_search(body: SearchIn) -> None:
 
 def _customer_id(request: Request) -> int:
     text = request.path_params["id"]
-    if not text.isdigit():
+    number = whole_number(text)
+    if number is None:
         raise NotFound(f"{text!r} is not a customer id (ids are numbers, as upsert returns them).")
-    return int(text)
+    return number

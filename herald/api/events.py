@@ -21,6 +21,7 @@ from herald.api.schemas import (
 )
 from herald.api.state import AppState
 from herald.core.events import WireEvent, check_batch, decode_single, parse_timestamp
+from herald.core.numbers import whole_number
 from herald.errors import InvalidEvents, InvalidRequest, NotFound
 from herald.store.base import EventFilter, QuarantinedEvent, StoredEvent
 
@@ -62,12 +63,11 @@ async def list_quarantine(request: Request) -> Response:
     key = await state.auth.authenticate(request, admin=True)
     known_params(request, PAGE_PARAMS)
     cursor = request.query_params.get("cursor")
-    if cursor is not None and not cursor.isdigit():
+    after_id = whole_number(cursor) if cursor is not None else None
+    if cursor is not None and after_id is None:
         raise InvalidRequest(f"cursor {cursor!r} is not one Herald gave out.", field="cursor")
     limit = page_limit(request)
-    items = await state.store.list_quarantine(
-        key.workspace.id, after_id=int(cursor) if cursor else None, limit=limit
-    )
+    items = await state.store.list_quarantine(key.workspace.id, after_id=after_id, limit=limit)
     next_cursor = str(items[-1].id) if len(items) == limit else None
     return json_response(QuarantineList([_item(item) for item in items], next_cursor))
 
@@ -189,11 +189,12 @@ def known_params(request: Request, known: tuple[str, ...]) -> None:
 
 def page_limit(request: Request) -> int:
     text = request.query_params.get("limit", str(DEFAULT_PAGE))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    number = whole_number(text)
+    if number is None or not 1 <= number <= MAX_PAGE:
         raise InvalidRequest(
             f"limit must be a whole number from 1 to {MAX_PAGE}, got {text!r}.", field="limit"
         )
-    return int(text)
+    return number
 
 
 def _time_param(text: str | None, name: str) -> datetime | None:

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import msgspec
 
-from herald.core.schema import CustomerSchema, described_type
+from herald.core.schema import MAX_KEY_CHARS, CustomerSchema, described_type
 from herald.errors import InvalidJSON, InvalidRequest, PayloadTooLarge
 
 PARTITIONS = (
@@ -345,6 +345,14 @@ def _identify_errors(event: WireEvent, schema: CustomerSchema) -> list[tuple[str
         ]
     if isinstance(distinct_id, str) and not distinct_id:
         return [("payload.distinct_id", "must not be empty")]
+    if isinstance(distinct_id, str) and len(distinct_id) > MAX_KEY_CHARS:
+        return [
+            (
+                "payload.distinct_id",
+                f"is {len(distinct_id):,} characters long; a primary key is at most "
+                f"{MAX_KEY_CHARS}",
+            )
+        ]
     problem = schema.check(schema.primary_key, distinct_id)
     if problem is None and (
         isinstance(distinct_id, bool) or not isinstance(distinct_id, str | int)
@@ -374,7 +382,7 @@ def _timestamp_message(text: str, problem: ValueError | None = None) -> str:
     )
 
 
-_PATH = re.compile(r" - at `\$(?:\.(?P<field>[^`\[]+))?[^`]*`$")
+_PATH = re.compile(r" - at `\$(?:\.(?P<field>[^`]+)|[^`]*)`$")
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _EXPECTED = re.compile(r"Expected `(?P<want>[^`]+)`(?:, got `(?P<got>[^`]+)`)?")
 _TYPE_WORDS = {
@@ -396,7 +404,8 @@ _UUID_HINT = (
 def translate_validation_error(text: str) -> tuple[str | None, str]:
     """Turn msgspec's error into (field, message) in the words of the wire schema."""
     path = _PATH.search(text)
-    field = path.group("field") if path else None
+    # msgspec names a dict value "[...]": the field is then the dict itself ("payload").
+    field = path.group("field").replace("[...]", "") if path and path.group("field") else None
     body = text[: path.start()] if path else text
     if missing := _MISSING.match(body):
         subfield = missing.group("field")

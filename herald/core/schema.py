@@ -23,6 +23,7 @@ class AttributeType(StrEnum):
 
 
 KEY_TYPES = (AttributeType.STRING, AttributeType.EMAIL, AttributeType.NUMBER)
+MAX_KEY_CHARS = 512  # a key is an id, not a text: longer values cannot identify a customer
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 # Deliberately loose: one "@" with text on both sides and a dot in the domain.

@@ -48,7 +48,9 @@ from herald.store.sqlitedb import connect, migrate, state_path
 logger = logging.getLogger(__name__)
 
 LEASE_S = 10.0  # a stopped processor's partitions move to another one after this long
-MAX_STEP_EVENTS = 20_000  # events per transaction: bounds memory and how long the write lock is held
+MAX_STEP_EVENTS = (
+    20_000  # events per transaction: bounds memory and how long the write lock is held
+)
 
 STATE_CACHE_KIB = 256 * 1024  # SQLite page cache of the state database, per processor
 

@@ -17,6 +17,7 @@ import msgspec
 from herald.core.conditions import Condition, matches_all
 from herald.core.events import PARTITIONS
 from herald.core.identity import ANONYMOUS_KEY
+from herald.core.numbers import whole_number
 from herald.core.schema import CustomerSchema
 from herald.errors import Conflict, InvalidRequest, NotFound
 from herald.store.base import (
@@ -175,18 +176,26 @@ def events(
 
 
 def unique_values(state: sqlite3.Connection, *, workspace_id: int, name: str) -> None:
-    """Raise Conflict when two live customers share a value of attribute `name`."""
-    row = state.execute(
-        "SELECT value, count(*) FROM (SELECT json_extract(attributes, '$.' || json_quote(?))"
-        " AS value FROM customers WHERE workspace_id = ? AND merged_into IS NULL)"
-        " WHERE value IS NOT NULL GROUP BY value HAVING count(*) > 1 LIMIT 1",
+    """Raise Conflict when two live customers share a value of attribute `name`.
+
+    Values count as shared when they would find the same customer ("42" and 42 do).
+    """
+    rows = state.execute(
+        "SELECT json_extract(attributes, '$.' || json_quote(?)) FROM customers"
+        " WHERE workspace_id = ? AND merged_into IS NULL",
         (name, workspace_id),
-    ).fetchone()
-    if row is not None:
-        raise Conflict(
-            f"{row[1]} customers have {name} = {row[0]!r}; a primary key must be unique. "
-            "Give them distinct values (POST /api/customers/upsert) or merge them first."
-        )
+    )
+    seen: set[str] = set()
+    for (value,) in rows:
+        text = key_text(value)
+        if text is None:
+            continue
+        if text in seen:
+            raise Conflict(
+                f"Several customers have {name} = {text!r}; a primary key must be unique. "
+                "Give them distinct values (POST /api/customers/upsert) or merge them first."
+            )
+        seen.add(text)
 
 
 def partition_status(
@@ -298,6 +307,7 @@ def _no_customer(primary: str, key: Any) -> NotFound:
 def _cursor_int(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    if not cursor.isdigit():
+    number = whole_number(cursor)
+    if number is None:
         raise InvalidRequest(f"cursor {cursor!r} is not one Herald gave out.", field="cursor")
-    return int(cursor)
+    return number

@@ -17,9 +17,7 @@ from typing import Any
 import msgspec
 
 from herald.core.identity import ANONYMOUS_KEY, Customer
-from herald.core.schema import CustomerSchema
-
-KEY_VALUE_MAX = 512  # longer values are not indexed as keys (a key is an id, not a text)
+from herald.core.schema import MAX_KEY_CHARS, CustomerSchema
 
 _encode = msgspec.json.encode
 _decode_attributes = msgspec.json.Decoder(dict[str, Any]).decode
@@ -32,7 +30,7 @@ def key_text(value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str):
-        return value if len(value) <= KEY_VALUE_MAX else None
+        return value if len(value) <= MAX_KEY_CHARS else None
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
@@ -83,14 +81,13 @@ class Ledger:
         text = key_text(value)
         if text is None:
             return None
+        if name != ANONYMOUS_KEY:
+            self.ensure_key_name(workspace_id, name)
         owners = self._owners.get((workspace_id, name, text))
         if owners is None:
-            if name == ANONYMOUS_KEY:
-                known = self.known_ids.get(workspace_id)
-                if known is not None and text in known:
-                    return known[text]
-            else:
-                self.ensure_key_name(workspace_id, name)
+            known = self.known_ids.get(workspace_id) if name == ANONYMOUS_KEY else None
+            if known is not None and text in known:
+                return known[text]
             owners = self._owners_of((workspace_id, name, text))
         return owners[0] if owners else None
 

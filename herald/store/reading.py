@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from herald.core.events import WireEvent, parse_timestamp
+from herald.core.numbers import whole_number
 from herald.errors import InvalidRequest
 from herald.store.base import EventFilter, EventPage, StoredEvent
 from herald.store.idindex import split_ids, unpack_positions
@@ -43,13 +44,14 @@ def encode_cursor(address: Address) -> str:
 def decode_cursor(cursor: str | None, *, default: Address = (END, END)) -> Address:
     if cursor is None:
         return default
-    request_seq, _, place = cursor.partition("-")
-    if not (request_seq.isdigit() and place.isdigit()):
+    request_text, _, place_text = cursor.partition("-")
+    request_seq, place = whole_number(request_text), whole_number(place_text)
+    if request_seq is None or place is None:
         raise InvalidRequest(
             f"cursor {cursor!r} is not one Herald gave out; start again without a cursor.",
             field="cursor",
         )
-    return int(request_seq), int(place)
+    return request_seq, place
 
 
 def event_at(row: Row, position: int) -> StoredEvent:

@@ -330,12 +330,6 @@ async def test_an_oversized_upsert_is_refused_with_413(
     assert await all_customers(client, keys.admin) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: key_text() does not index values over KEY_VALUE_MAX (512) characters, so upsert "
-    "of such a primary key never finds the customer again: every repeat creates another one, "
-    "and read answers 404 for the customer just created",
-)
 async def test_a_primary_key_too_long_to_index_is_refused_or_found_again(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
@@ -470,12 +464,6 @@ async def test_upsert_after_delete_creates_the_customer_afresh(
     assert found.json()["attributes"] == {"email": "ada@example.com"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Ledger.new_id() hands out max(id) + 1, so deleting the newest customer frees "
-    "its id and the next customer created (in any workspace) gets it: the old id then names "
-    "someone else",
-)
 async def test_a_deleted_customers_id_never_names_another_customer(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
@@ -579,11 +567,6 @@ async def test_an_id_that_names_no_customer_is_404(
     assert events.json()["message"] == one.json()["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ids and cursors are checked with str.isdigit(), which accepts '²' (int() then "
-    "raises ValueError), and numbers past SQLite's 64-bit range raise OverflowError: both 500",
-)
 @pytest.mark.parametrize(
     ("method", "url", "body", "status"),
     [
@@ -821,12 +804,6 @@ async def test_a_primary_key_with_unique_values_is_allowed_and_used_by_read(
     assert updated.json() == {"id": ada_id, "created": False}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: unique_values() groups the JSON values (the string '42' and the number 42 "
-    "differ) but the key index matches key_text() ('42' for both), so the change is allowed "
-    "and both customers then answer to primary key 42",
-)
 async def test_values_that_match_the_same_key_count_as_shared(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
