@@ -40,6 +40,8 @@ R = TypeVar("R")
 logger = logging.getLogger("herald")
 TAIL_POLL_S = 0.5
 PROCESSOR_RESTART_S = 1.0  # pause before restarting a processor that died
+# Under overload the API (acknowledging events) gets the CPU first; processing catches up after.
+EMBEDDED_PROCESSOR_NICE = 5
 GC_THRESHOLD = 50_000  # allocations between young-generation collections (default 700)
 
 
@@ -195,6 +197,7 @@ async def supervise_processor(stop: asyncio.Event) -> None:
             "herald",
             "processor",
             "--stop-on-stdin-eof",
+            f"--nice={EMBEDDED_PROCESSOR_NICE}",
             stdin=asyncio.subprocess.PIPE,
         )
         exited = asyncio.create_task(child.wait())
@@ -222,8 +225,15 @@ async def supervise_processor(stop: asyncio.Event) -> None:
     hidden=True,
     help="Stop when stdin closes (how serve ties the processor's life to its own).",
 )
+@click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=0,
+    show_default=True,
+    help="Lower this process's CPU priority (serve uses 5: acknowledging events comes first).",
+)
 @_friendly
-def processor(stop_on_stdin_eof: bool) -> None:
+def processor(stop_on_stdin_eof: bool, nice: int) -> None:
     """Run the processor role alone: attribute events to customers, partition by partition.
 
     Run as many as you like on the same database: they share the partitions through leases
@@ -236,6 +246,8 @@ def processor(stop_on_stdin_eof: bool) -> None:
     configure_logging(settings)
     if not settings.database_url.startswith("sqlite://"):
         raise ConfigError("The processor runs on SQLite only for now (PostgreSQL is planned).")
+    if nice:
+        os.nice(nice)
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
