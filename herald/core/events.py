@@ -27,6 +27,8 @@ IDENTIFY = "$identify"
 SET = "$set"
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+# A correlation value names a customer: bounded like a key.
+KeyStr = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_CHARS)]
 
 
 class _EventFields(msgspec.Struct, rename="camel", frozen=True):
@@ -34,7 +36,7 @@ class _EventFields(msgspec.Struct, rename="camel", frozen=True):
 
     event: NonEmptyStr
     correlation_key: NonEmptyStr
-    correlation_value: NonEmptyStr
+    correlation_value: KeyStr
     source: NonEmptyStr
     payload: dict[str, Any] = {}
     context: dict[str, Any] | None = None
@@ -420,6 +422,8 @@ def translate_validation_error(text: str) -> tuple[str | None, str]:
         return None, f"each event must be a JSON object, got {kind}"
     if "length >= 1" in body:
         return field, "must be a non-empty string"
+    if "length <= " in body:
+        return field, f"must be at most {body.split('length <= ')[1].rstrip('`')} characters long"
     if expected := _EXPECTED.match(body):
         want = expected.group("want").split(" ")[0].split("|")[0]
         message = f"expected {_TYPE_WORDS.get(want, want)}"

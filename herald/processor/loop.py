@@ -227,10 +227,12 @@ class Processor:
             applied = self._apply_rows(ledger, rows)
             ledger.flush()
             self._advance(state, rows, now_us)
+            generation = ledger.generation()  # ours included: our own merges are remembered
         except BaseException:
             state.execute("ROLLBACK")
             raise
         state.execute("COMMIT")
+        self._generation = generation
         for row in rows:
             self._owned[row[3]] = max(self._owned[row[3]], row[0])
         self._remember(ledger)
@@ -277,7 +279,7 @@ class Processor:
     def _check_generation(self, state: sqlite3.Connection) -> None:
         row = state.execute("SELECT value FROM meta WHERE key = 'customers_generation'").fetchone()
         generation = row[0] if row else None
-        if generation != self._generation:
+        if generation != self._generation:  # a merge or delete elsewhere moved identifiers
             self._forget()
             self._generation = generation
 
@@ -291,8 +293,9 @@ class Processor:
             if owner != self.name:
                 del self._owned[partition]
                 raise LeaseLost(f"partition {partition} was taken over by {owner}")
-            if checkpoint != self._owned[partition]:  # only after a takeover and a hand-back
-                self._owned[partition] = checkpoint
+            if checkpoint != self._owned[partition]:  # only after a takeover and a hand-back:
+                self._owned[partition] = checkpoint  # someone else processed it meanwhile
+                self._forget()
 
     def _advance(self, state: sqlite3.Connection, rows: list[LogRow], now_us: int) -> None:
         covered: dict[int, tuple[int, int, int]] = {}  # partition -> (first seq, last seq, events)
@@ -352,8 +355,8 @@ class Processor:
             state.execute("ROLLBACK")
             raise
         state.execute("COMMIT")
-        if owned.keys() - self._owned.keys():  # keys of a new partition may have changed meanwhile
-            self._forget()
+        if any(self._owned.get(partition) != seq for partition, seq in owned.items()):
+            self._forget()  # a partition new to us, or processed by another meanwhile
         if owned.keys() != self._owned.keys():
             logger.info("Processor %s holds partitions %s", self.name, sorted(owned))
         self._owned = owned

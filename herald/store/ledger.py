@@ -23,6 +23,7 @@ _encode = msgspec.json.encode
 _decode_attributes = msgspec.json.Decoder(dict[str, Any]).decode
 
 Key = tuple[int, str, str]  # (workspace_id, name, value)
+_ABSENT = object()
 
 
 def key_text(value: Any) -> str | None:
@@ -111,13 +112,13 @@ class Ledger:
             "INSERT OR IGNORE INTO key_names (workspace_id, name) VALUES (?, ?)",
             (workspace_id, name),
         )
-        rows = self.conn.execute(
-            "SELECT id, json_extract(attributes, '$.' || json_quote(?)) FROM customers"
-            " WHERE workspace_id = ? AND merged_into IS NULL",
-            (name, workspace_id),
+        rows = self.conn.execute(  # decoded here: json_extract makes true 1 and objects text
+            "SELECT id, attributes FROM customers WHERE workspace_id = ? AND merged_into IS NULL"
+            " AND json_type(attributes, '$.' || json_quote(?)) IS NOT NULL",
+            (workspace_id, name),
         )
-        for customer_id, value in rows.fetchall():
-            text = key_text(value)
+        for customer_id, attributes in rows.fetchall():
+            text = key_text(_decode_attributes(attributes).get(name))
             if text is not None:
                 self._add_key((workspace_id, name, text), customer_id)
 
@@ -148,9 +149,12 @@ class Ledger:
         row = self._row(customer_id)
         names = self._names(row.workspace_id)
         for name, value in changes.items():
-            old = row.attributes.get(name)
-            if old == value and (value is not None or name not in row.attributes):
+            old = row.attributes.get(name, _ABSENT)
+            if old is _ABSENT and value is None:
                 continue
+            if old == value and type(old) is type(value):  # 1 == True, yet true is news
+                continue
+            old = None if old is _ABSENT else old
             if value is None:
                 row.attributes.pop(name, None)
             else:
@@ -177,6 +181,9 @@ class Ledger:
         source.merged_into = target_id
         source.dirty = True
         self.flush()
+        # The source's identifiers may belong to partitions other processors hold: they forget
+        # what they remember when the generation moves.
+        self.bump_generation()
         for statement in (
             "UPDATE event_records SET customer_id = ? WHERE customer_id = ?",
             "UPDATE message_events SET customer_id = ? WHERE customer_id = ?",
@@ -193,13 +200,21 @@ class Ledger:
         self.conn.execute(
             "DELETE FROM customers WHERE id = ? OR merged_into = ?", (customer_id, customer_id)
         )
-        # Processors remember who identifiers name; a new generation makes them forget.
+        self.bump_generation()
+        self._rows.clear()
+        self._owners.clear()
+
+    def bump_generation(self) -> None:
+        """Tell every processor to forget who identifiers name (they changed outside it)."""
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES ('customers_generation', '1') ON CONFLICT (key)"
             " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
-        self._rows.clear()
-        self._owners.clear()
+
+    def generation(self) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'customers_generation'")
+        found = row.fetchone()
+        return found[0] if found else None
 
     def record(
         self, event_id: int, workspace_id: int, customer_id: int, outcome: str, detail: str | None

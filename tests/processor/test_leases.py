@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from herald.core.events import PARTITIONS, partition_of
 from herald.processor.loop import Processor
 from herald.store.base import Workspace
@@ -364,17 +362,6 @@ def value_in(workspace: Workspace, partitions: list[int], prefix: str) -> str:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (known_ids cache of fbf9b6e; passed before it): a processor remembers who each "
-        "anonymous id names across steps, assuming only it changes those keys; a merge made by "
-        "another processor through an attribute key (correlationKey user_id) moves the id, and "
-        "the stale entry files later events on the merged-away customer, where nobody sees them "
-        "(herald/processor/loop.py, Processor._apply and _known_ids; herald/store/ledger.py, "
-        "Ledger._owners_of)"
-    ),
-)
 async def test_an_anonymous_id_merged_by_another_processor_resolves_to_the_merged_customer(
     store: SqliteStore,
     workspace: Workspace,
@@ -409,16 +396,6 @@ async def test_an_anonymous_id_merged_by_another_processor_resolves_to_the_merge
     assert uuids(await events_of(store, workspace, target_id))[-1] == uuid_of(after)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (known_ids cache of fbf9b6e; passed before it): refresh_leases forgets the "
-        "remembered ids only when a partition is new to `_owned`, but a stalled processor still "
-        "lists the partitions a successor took and handed back meanwhile, so it keeps ids the "
-        "successor merged and applies $set to the merged-away customer "
-        "(herald/processor/loop.py, Processor.refresh_leases)"
-    ),
-)
 async def test_an_anonymous_id_merged_while_its_processor_stalled_resolves_to_the_merged_customer(
     store: SqliteStore,
     workspace: Workspace,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
+import msgspec
 import pytest
 
 from herald.core.conditions import Condition, Op
-from herald.core.events import partition_of
+from herald.core.events import check_batch, decode_envelope, partition_of
 from herald.core.schema import MAX_KEY_CHARS
 from herald.errors import Conflict, NotFound
 from herald.processor.loop import Processor
@@ -18,6 +20,7 @@ from herald.store.sqlite import SqliteStore
 from herald.store.sqlitedb import state_path
 from tests.conftest import Keys, auth
 from tests.processor.conftest import (
+    LIMITS,
     Clock,
     all_customers,
     an_event,
@@ -154,14 +157,6 @@ async def test_setting_an_attribute_to_null_removes_it(
     assert customer.attributes == {"plan": "pro"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Ledger.set_attributes skips a change when `old == value`, and in Python 1 == True "
-        "(0 == False, 1 == 1.0): `$set vip=true` after `$set vip=1` leaves vip at 1 "
-        "(herald/store/ledger.py, Ledger.set_attributes: `if old == value`)"
-    ),
-)
 async def test_setting_true_after_one_ends_with_true(
     store: SqliteStore, workspace: Workspace, processor: Processor
 ) -> None:
@@ -256,24 +251,25 @@ async def test_an_event_naming_a_herald_customer_id_lands_on_that_customer(
     assert len(await events_of(store, workspace, customer_id)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: an anonymous id longer than MAX_KEY_CHARS is stored as an identifier by "
-        "add_identifier but never looked up (Ledger.resolve returns None when key_text does), "
-        "so every event of that id creates another customer "
-        "(herald/store/ledger.py, Ledger.resolve vs Ledger.add_identifier)"
-    ),
-)
-async def test_a_long_anonymous_id_keeps_resolving_to_one_customer(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+async def test_an_anonymous_id_too_long_to_name_a_customer_is_refused_at_ingestion(
+    workspace: Workspace,
 ) -> None:
     long_id = "device-" + "x" * MAX_KEY_CHARS
-    await send(store, workspace, [an_event(long_id), an_event(long_id)])
+    body = msgspec.json.encode({"batch": [an_event(long_id), an_event("device-1")]})
 
-    processor.drain()
+    checked = check_batch(
+        decode_envelope(body),
+        workspace_id=workspace.id,
+        schema=workspace.schema,
+        limits=LIMITS,
+        new_id=lambda: uuid4().bytes,
+    )
 
-    assert len(await all_customers(store, workspace)) == 1
+    assert len(checked.accepted) == 1
+    [rejected] = checked.rejected
+    [error] = rejected.errors
+    assert error.field == "correlationValue"
+    assert f"at most {MAX_KEY_CHARS} characters" in error.message
 
 
 # -- merges and conflicts ------------------------------------------------------------------

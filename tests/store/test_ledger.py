@@ -304,14 +304,6 @@ def test_ensure_key_name_backfills_only_its_workspace_and_live_customers(
     assert keys_of(state, merged) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: ensure_key_name backfills json_extract() results, which are 1/0 for JSON booleans "
-        "and JSON text for objects/lists, so a backfilled customer gets keys '1' or '{\"a\":1}' "
-        "that set_attributes never makes (herald/store/ledger.py, Ledger.ensure_key_name)"
-    ),
-)
 def test_backfilled_booleans_and_objects_are_not_indexed_either(
     state: sqlite3.Connection,
 ) -> None:
