@@ -21,9 +21,8 @@ from herald.api.schemas import (
 )
 from herald.api.state import AppState
 from herald.core.conditions import Condition, Op
-from herald.core.numbers import whole_number
 from herald.core.schema import MAX_KEY_CHARS, CustomerSchema, check_value
-from herald.errors import InvalidRequest, NotFound
+from herald.errors import InvalidRequest
 from herald.store.base import CustomerRecord
 
 MAX_CUSTOMER_BODY_BYTES = 256 * 1024
@@ -188,9 +187,5 @@ def _check_search(body: SearchIn) -> None:
             raise InvalidRequest(f"conditions[{index}]: {problem}.", field=f"conditions[{index}]")
 
 
-def _customer_id(request: Request) -> int:
-    text = request.path_params["id"]
-    number = whole_number(text)
-    if number is None:
-        raise NotFound(f"{text!r} is not a customer id (ids are numbers, as upsert returns them).")
-    return number
+def _customer_id(request: Request) -> str:
+    return str(request.path_params["id"])

@@ -213,7 +213,7 @@ class Store(Protocol):
     async def delete_customer(self, workspace: Workspace, key: Any) -> str:
         """Delete the customer whose primary key is `key` (NotFound otherwise); return its id."""
 
-    async def get_customer(self, workspace_id: WorkspaceId, customer_id: int) -> CustomerRecord:
+    async def get_customer(self, workspace_id: WorkspaceId, customer_id: str) -> CustomerRecord:
         """The customer with this id (a merged-away id gives the customer it became)."""
 
     async def search_customers(
@@ -227,7 +227,7 @@ class Store(Protocol):
         """Customers matching every condition, oldest first."""
 
     async def customer_events(
-        self, workspace_id: WorkspaceId, customer_id: int, *, cursor: str | None, limit: int
+        self, workspace_id: WorkspaceId, customer_id: str, *, cursor: str | None, limit: int
     ) -> CustomerEventPage:
         """A customer's events in commit order, with each one's processing outcome."""
 

@@ -29,7 +29,7 @@ from herald.store.base import (
     StoredEvent,
 )
 from herald.store.idindex import unpack_positions
-from herald.store.ledger import Ledger, key_text
+from herald.store.ledger import MAX_MERGE_CHAIN, Ledger, key_text
 from herald.store.reading import encode_cursor
 from herald.store.sqlitedb import from_us, to_us
 from herald.types import WorkspaceId
@@ -62,7 +62,7 @@ def upsert(
                 customer_id = ledger.new_id()
                 ledger.create(workspace_id, customer_id)
             ledger.set_attributes(customer_id, {**properties, primary: key})
-            results.append((str(customer_id), created))
+            results.append((ledger.herald_id(customer_id), created))
     return results
 
 
@@ -75,8 +75,9 @@ def delete(
         customer_id = ledger.resolve(workspace_id, primary, key, schema)
         if customer_id is None:
             raise _no_customer(primary, key)
+        herald_id = ledger.herald_id(customer_id)
         ledger.delete(customer_id)
-    return str(customer_id)
+    return herald_id
 
 
 def find_by_key(
@@ -97,25 +98,50 @@ def find_by_key(
     ).fetchone()
     if row is None:
         raise _no_customer(primary, key)
-    return get(state, workspace_id=workspace_id, customer_id=row[0])
+    return _record(state, _live_row(state, workspace_id, row[0]))
 
 
-def get(state: sqlite3.Connection, *, workspace_id: int, customer_id: int) -> CustomerRecord:
+def get(state: sqlite3.Connection, *, workspace_id: int, herald_id: str) -> CustomerRecord:
     """The customer with this id; a merged-away id gives the customer it was merged into."""
-    for _ in range(16):  # merges chain at most a few steps; never loop forever on bad data
+    return _record(
+        state, _live_row(state, workspace_id, _internal_id(state, workspace_id, herald_id))
+    )
+
+
+_COLUMNS = "id, attributes, created_at_us, updated_at_us, merged_into, uuid"
+
+
+def _internal_id(state: sqlite3.Connection, workspace_id: int, herald_id: str) -> int:
+    try:
+        value = uuidlib.UUID(herald_id).bytes
+    except ValueError:
+        raise NotFound(
+            f"{herald_id[:80]!r} is not a customer id (ids are UUIDs, as upsert returns them)."
+        ) from None
+    row = state.execute(
+        "SELECT id FROM customers WHERE uuid = ? AND workspace_id = ?", (value, workspace_id)
+    ).fetchone()
+    if row is None:
+        raise NotFound(
+            f"No customer with id {herald_id} in this workspace; "
+            "find customers with GET /api/customers."
+        )
+    return int(row[0])
+
+
+def _live_row(state: sqlite3.Connection, workspace_id: int, customer_id: int) -> tuple[Any, ...]:
+    for _ in range(MAX_MERGE_CHAIN):
         row = state.execute(
-            "SELECT id, attributes, created_at_us, updated_at_us, merged_into FROM customers"
-            " WHERE id = ? AND workspace_id = ?",
+            f"SELECT {_COLUMNS} FROM customers WHERE id = ? AND workspace_id = ?",
             (customer_id, workspace_id),
         ).fetchone()
         if row is None:
             break
         if row[4] is None:
-            return _record(state, row)
+            return tuple(row)
         customer_id = row[4]
     raise NotFound(
-        f"No customer with id {customer_id} in this workspace; "
-        "find customers with GET /api/customers."
+        "That customer no longer exists in this workspace; find customers with GET /api/customers."
     )
 
 
@@ -130,7 +156,7 @@ def search(
     """Customers matching every condition, by id; `next_cursor` continues the scan."""
     after = _cursor_int(cursor)
     rows = state.execute(
-        "SELECT id, attributes, created_at_us, updated_at_us, merged_into FROM customers"
+        f"SELECT {_COLUMNS} FROM customers"
         " WHERE workspace_id = ? AND merged_into IS NULL AND id > ? ORDER BY id LIMIT ?",
         (workspace_id, after, MAX_SCAN_CUSTOMERS),
     ).fetchall()
@@ -149,16 +175,17 @@ def events(
     log: sqlite3.Connection,
     *,
     workspace_id: int,
-    customer_id: int,
+    herald_id: str,
     cursor: str | None,
     limit: int,
 ) -> CustomerEventPage:
     """A customer's events in commit order, with what processing did with each."""
-    customer = get(state, workspace_id=workspace_id, customer_id=customer_id)
+    row = _live_row(state, workspace_id, _internal_id(state, workspace_id, herald_id))
+    customer = _record(state, row)
     records = state.execute(
         "SELECT id, outcome, detail FROM event_records WHERE customer_id = ? AND id > ?"
         " ORDER BY id LIMIT ?",
-        (int(customer.id), _cursor_int(cursor), limit),
+        (row[0], _cursor_int(cursor), limit),
     ).fetchall()
     rows: dict[int, tuple[Any, ...]] = {}
     for seq in sorted({record_id >> 24 for record_id, _, _ in records}):
@@ -268,7 +295,7 @@ def _record(state: sqlite3.Connection, row: tuple[Any, ...]) -> CustomerRecord:
         )
     ]
     return CustomerRecord(
-        id=str(row[0]),
+        id=str(uuidlib.UUID(bytes=row[5])),
         attributes=_decode_attributes(row[1]),
         identifiers=identifiers,
         created_at=from_us(row[2]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import sqlite3
+import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ _decode_attributes = msgspec.json.Decoder(dict[str, Any]).decode
 
 Key = tuple[int, str, str]  # (workspace_id, name, value)
 _ABSENT = object()
+MAX_MERGE_CHAIN = 16  # merges chain a few steps at most; never loop on bad data
 
 
 def key_text(value: Any) -> str | None:
@@ -47,6 +49,7 @@ def record_id(seq: int, index: int) -> int:
 @dataclass
 class _Row:
     id: int
+    uuid: bytes
     workspace_id: int
     attributes: dict[str, Any]
     created_at_us: int
@@ -138,7 +141,9 @@ class Ledger:
         return customer_id
 
     def create(self, workspace_id: int, customer_id: int) -> None:
-        self._rows[customer_id] = _Row(customer_id, workspace_id, {}, self.now_us, dirty=True)
+        self._rows[customer_id] = _Row(
+            customer_id, uuidlib.uuid4().bytes, workspace_id, {}, self.now_us, dirty=True
+        )
 
     def add_identifier(self, customer_id: int, identifier: str) -> None:
         row = self._row(customer_id)
@@ -180,6 +185,9 @@ class Ledger:
             self._add_key(key, target_id)
         source.merged_into = target_id
         source.dirty = True
+        for key, owners in self._owners.items():  # its Herald id, looked up this transaction
+            if key[1] == ANONYMOUS_KEY and source_id in owners:
+                owners[:] = sorted({target_id if owner == source_id else owner for owner in owners})
         self.flush()
         # The source's identifiers may belong to partitions other processors hold: they forget
         # what they remember when the generation moves.
@@ -245,13 +253,14 @@ class Ledger:
         dirty = [row for row in self._rows.values() if row.dirty]
         self.conn.executemany(
             "INSERT INTO customers"
-            " (id, workspace_id, attributes, created_at_us, updated_at_us, merged_into)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " (id, uuid, workspace_id, attributes, created_at_us, updated_at_us, merged_into)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
             " attributes = excluded.attributes, updated_at_us = excluded.updated_at_us,"
             " merged_into = excluded.merged_into",
             [
                 (
                     row.id,
+                    row.uuid,
                     row.workspace_id,
                     _encode(row.attributes).decode(),
                     row.created_at_us,
@@ -294,12 +303,14 @@ class Ledger:
         row = self._rows.get(customer_id)
         if row is None:
             found = self.conn.execute(
-                "SELECT workspace_id, attributes, created_at_us, merged_into FROM customers"
+                "SELECT uuid, workspace_id, attributes, created_at_us, merged_into FROM customers"
                 " WHERE id = ?",
                 (customer_id,),
             ).fetchone()
             assert found is not None, f"customer {customer_id} is referenced but missing"
-            row = _Row(customer_id, found[0], _decode_attributes(found[1]), found[2], found[3])
+            row = _Row(
+                customer_id, found[0], found[1], _decode_attributes(found[2]), found[3], found[4]
+            )
             self._rows[customer_id] = row
         return row
 
@@ -327,8 +338,43 @@ class Ledger:
                 key,
             )
             owners = [customer_id for (customer_id,) in rows]
+            if not owners and key[1] == ANONYMOUS_KEY:
+                owners = self._by_herald_ids(key[0], [key[2]]).get(key[2], [])
             self._owners[key] = owners
         return owners
+
+    def _by_herald_ids(self, workspace_id: int, values: list[str]) -> dict[str, list[int]]:
+        """`_id` values that are Herald customer ids: the (live) customer each names."""
+        wanted = {}
+        for value in values:
+            try:
+                wanted[uuidlib.UUID(value).bytes] = value
+            except ValueError:
+                continue
+        found: dict[str, list[int]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = list(wanted)[start : start + 500]
+            rows = self.conn.execute(
+                "SELECT uuid, id, merged_into FROM customers"
+                f" WHERE workspace_id = ? AND uuid IN ({','.join('?' * len(chunk))})",
+                (workspace_id, *chunk),
+            ).fetchall()
+            for herald_id, customer_id, merged_into in rows:
+                found[wanted[herald_id]] = [self.live_id(merged_into or customer_id)]
+        return found
+
+    def live_id(self, customer_id: int) -> int:
+        """The customer `customer_id` is now (following merges)."""
+        for _ in range(MAX_MERGE_CHAIN):
+            row = self._row(customer_id)
+            if row.merged_into is None:
+                return customer_id
+            customer_id = row.merged_into
+        return customer_id
+
+    def herald_id(self, customer_id: int) -> str:
+        """The id the API shows for a customer."""
+        return str(uuidlib.UUID(bytes=self._row(customer_id).uuid))
 
     def is_known(self, key: Key) -> bool:
         """Whether resolving `key` needs no query."""
@@ -355,6 +401,12 @@ class Ledger:
                 )
                 for value, customer_id in rows:
                     self._owners[(workspace_id, name, value)].append(customer_id)
+            if name == ANONYMOUS_KEY:
+                unknown = [
+                    value for value in values if not self._owners[(workspace_id, name, value)]
+                ]
+                for value, owners in self._by_herald_ids(workspace_id, unknown).items():
+                    self._owners[(workspace_id, name, value)] = owners
 
     def _move_key(self, workspace_id: int, name: str, old: Any, new: Any, customer_id: int) -> None:
         old_text, new_text = key_text(old), key_text(new)

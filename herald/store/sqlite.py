@@ -198,11 +198,9 @@ class SqliteStore:
             )
         )
 
-    async def get_customer(self, workspace_id: WorkspaceId, customer_id: int) -> CustomerRecord:
+    async def get_customer(self, workspace_id: WorkspaceId, customer_id: str) -> CustomerRecord:
         return await self._run_state(
-            lambda state, _: customers.get(
-                state, workspace_id=workspace_id, customer_id=customer_id
-            )
+            lambda state, _: customers.get(state, workspace_id=workspace_id, herald_id=customer_id)
         )
 
     async def search_customers(
@@ -220,14 +218,14 @@ class SqliteStore:
         )
 
     async def customer_events(
-        self, workspace_id: WorkspaceId, customer_id: int, *, cursor: str | None, limit: int
+        self, workspace_id: WorkspaceId, customer_id: str, *, cursor: str | None, limit: int
     ) -> CustomerEventPage:
         return await self._run_state(
             lambda state, log: customers.events(
                 state,
                 log,
                 workspace_id=workspace_id,
-                customer_id=customer_id,
+                herald_id=customer_id,
                 cursor=cursor,
                 limit=limit,
             )

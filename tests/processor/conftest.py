@@ -114,7 +114,7 @@ async def events_of(
     found: list[CustomerEvent] = []
     cursor: str | None = None
     while True:
-        page = await store.customer_events(workspace.id, int(customer_id), cursor=cursor, limit=100)
+        page = await store.customer_events(workspace.id, customer_id, cursor=cursor, limit=100)
         found.extend(page.events)
         if page.next_cursor is None:
             return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import msgspec
@@ -228,16 +228,6 @@ async def test_an_event_correlated_by_primary_key_lands_on_the_upserted_customer
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: DESIGN §2 says correlationKey `_id` means Herald's customer id (anonymous ids "
-        "included), as in Laudspeaker, but `_id` is resolved only through customer_keys "
-        "identifiers: an event naming the id that upsert returned creates a second, anonymous "
-        "customer with that id as identifier "
-        "(herald/processor/attribution.py, apply_event; herald/store/ledger.py, Ledger.resolve)"
-    ),
-)
 async def test_an_event_naming_a_herald_customer_id_lands_on_that_customer(
     store: SqliteStore, workspace: Workspace, processor: Processor
 ) -> None:
@@ -305,7 +295,7 @@ async def test_identify_merges_an_anonymous_profile_into_the_identified_customer
     assert customer.attributes == {"email": "ada@example.com", "plan": "pro", "city": "Lyon"}
     assert uuids(events) == [uuid_of(event) for event in known + anonymous + [merge]]
     assert events[-1].outcome == "merged"
-    assert (await store.get_customer(workspace.id, int(anonymous_id))).id == target_id
+    assert (await store.get_customer(workspace.id, anonymous_id)).id == target_id
     assert uuids(await events_of(store, workspace, anonymous_id)) == uuids(events)
 
 
@@ -431,12 +421,12 @@ async def test_message_status_events_are_recorded_against_their_message(
     [customer] = await all_customers(store, workspace)
     recorded = state_rows(
         log_path,
-        "SELECT workspace_id, message_id, status, customer_id FROM message_events"
-        " ORDER BY event_id",
+        "SELECT m.workspace_id, m.message_id, m.status, c.uuid FROM message_events m"
+        " JOIN customers c ON c.id = m.customer_id ORDER BY m.event_id",
     )
     assert recorded == [
-        (workspace.id, "m-1", "delivered", int(customer.id)),
-        (workspace.id, "m-1", "opened", int(customer.id)),
+        (workspace.id, "m-1", "delivered", UUID(customer.id).bytes),
+        (workspace.id, "m-1", "opened", UUID(customer.id).bytes),
     ]
     assert len(await events_of(store, workspace, customer.id)) == 4
 
@@ -457,9 +447,9 @@ async def test_the_same_correlation_value_in_two_workspaces_makes_two_customers(
     assert mine.id != theirs.id
     assert (mine.attributes, theirs.attributes) == ({"plan": "pro"}, {"plan": "free"})
     with pytest.raises(NotFound):
-        await store.get_customer(workspace.id, int(theirs.id))
+        await store.get_customer(workspace.id, theirs.id)
     with pytest.raises(NotFound):
-        await store.customer_events(workspace.id, int(theirs.id), cursor=None, limit=10)
+        await store.customer_events(workspace.id, theirs.id, cursor=None, limit=10)
 
 
 async def test_identify_never_merges_across_workspaces(
@@ -535,12 +525,12 @@ async def test_customer_events_come_in_pages_that_continue_in_order(
     processor.drain()
     [customer] = await all_customers(store, workspace)
 
-    first = await store.customer_events(workspace.id, int(customer.id), cursor=None, limit=3)
+    first = await store.customer_events(workspace.id, customer.id, cursor=None, limit=3)
     second = await store.customer_events(
-        workspace.id, int(customer.id), cursor=first.next_cursor, limit=3
+        workspace.id, customer.id, cursor=first.next_cursor, limit=3
     )
     third = await store.customer_events(
-        workspace.id, int(customer.id), cursor=second.next_cursor, limit=3
+        workspace.id, customer.id, cursor=second.next_cursor, limit=3
     )
 
     pages = [first, second, third]

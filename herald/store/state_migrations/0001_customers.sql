@@ -2,9 +2,11 @@
 -- its transactions never hold the event log's write lock: ingestion commits never wait for it.
 --
 -- customers: attributes as a JSON object; a customer merged into another keeps its row with
--- merged_into set, so its id still leads to the customer it became.
+-- merged_into set, so its id still leads to the customer it became. `uuid` (16 bytes) is the id
+-- the API shows and that correlationKey `_id` also resolves; `id` is internal.
 CREATE TABLE customers (
     id            INTEGER PRIMARY KEY,
+    uuid          BLOB NOT NULL UNIQUE,
     workspace_id  INTEGER NOT NULL,
     attributes    TEXT NOT NULL,
     created_at_us INTEGER NOT NULL,
