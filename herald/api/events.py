@@ -15,6 +15,7 @@ from herald.api.schemas import (
     CountersOut,
     EventList,
     EventOut,
+    ProcessingOut,
     QuarantineItem,
     QuarantineList,
     ReplayResult,
@@ -25,6 +26,7 @@ from herald.core.numbers import whole_number
 from herald.errors import InvalidEvents, InvalidRequest, NotFound
 from herald.store.base import EventFilter, QuarantinedEvent, StoredEvent
 
+PENDING = "pending"  # the processor has not reached the event yet
 DEFAULT_PAGE = 100
 MAX_PAGE = 1_000
 _decode_event = msgspec.json.Decoder(WireEvent).decode
@@ -55,7 +57,14 @@ async def get_event(request: Request) -> Response:
         event_id = UUID(text).bytes
     except ValueError:
         raise NotFound(f"{text!r} is not a UUID, so no event has it.") from None
-    return json_response(event_out(await state.store.get_event(key.workspace.id, event_id)))
+    stored = await state.store.get_event(key.workspace.id, event_id)
+    done = await state.store.event_processing(key.workspace.id, event_id)
+    processing = (
+        ProcessingOut(done.outcome, done.customer_id, done.detail)
+        if done is not None
+        else ProcessingOut(PENDING)
+    )
+    return json_response(msgspec.structs.replace(event_out(stored), processing=processing))
 
 
 async def list_quarantine(request: Request) -> Response:

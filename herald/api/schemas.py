@@ -37,8 +37,20 @@ class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
     retry_after_s: int | None = None
 
 
+class ProcessingOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What the processor did with an event: `pending` until it has run, then the customer and
+    the outcome (created, attributed, identified, merged, conflict) with the reason if any."""
+
+    outcome: str
+    customer_id: str | None = None
+    detail: str | None = None
+
+
 class EventOut(msgspec.Struct, frozen=True, omit_defaults=True):
-    """An event as stored: the fields as sent plus what Herald recorded about it."""
+    """An event as stored: the fields as sent plus what Herald recorded about it.
+
+    `processing` is given for one event read by its uuid.
+    """
 
     uuid: str
     event: str
@@ -52,6 +64,7 @@ class EventOut(msgspec.Struct, frozen=True, omit_defaults=True):
     sentAt: datetime | None = None
     context: dict[str, Any] | None = None
     fcm: dict[str, Any] | None = msgspec.field(default=None, name="$fcm")
+    processing: ProcessingOut | None = None
 
 
 class EventList(msgspec.Struct, frozen=True):

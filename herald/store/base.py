@@ -118,6 +118,14 @@ class CustomerEventPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+class EventProcessing(msgspec.Struct, frozen=True):
+    """What the processor did with one event: its customer (as the API names it) and outcome."""
+
+    customer_id: str
+    outcome: str
+    detail: str | None
+
+
 class PartitionStatus(msgspec.Struct, frozen=True):
     """How far one partition is processed, who holds it, and how far behind it is."""
 
@@ -233,6 +241,11 @@ class Store(Protocol):
 
     async def check_unique(self, workspace_id: WorkspaceId, attribute: str) -> None:
         """Conflict when two customers share a value of `attribute` (before it becomes the key)."""
+
+    async def event_processing(
+        self, workspace_id: WorkspaceId, uuid: bytes
+    ) -> EventProcessing | None:
+        """What processing did with the event `uuid`; None while it waits to be processed."""
 
     async def processing_status(self) -> list[PartitionStatus]:
         """Per partition: checkpoint, owner, events and seconds behind."""

@@ -25,6 +25,7 @@ from herald.store.base import (
     CustomerEventPage,
     CustomerPage,
     CustomerRecord,
+    EventProcessing,
     PartitionStatus,
     StoredEvent,
 )
@@ -200,6 +201,18 @@ def events(
     ]
     next_cursor = str(records[-1][0]) if len(records) == limit else None
     return CustomerEventPage(customer.id, found, next_cursor)
+
+
+def processing_of(state: sqlite3.Connection, event_id: int) -> EventProcessing | None:
+    """What processing did with the event at this address in the log (None: not yet)."""
+    row = state.execute(
+        "SELECT c.uuid, r.outcome, r.detail FROM event_records r"
+        " JOIN customers c ON c.id = r.customer_id WHERE r.id = ?",
+        (event_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return EventProcessing(str(uuidlib.UUID(bytes=row[0])), row[1], row[2])
 
 
 def unique_values(state: sqlite3.Connection, *, workspace_id: int, name: str) -> None:

@@ -37,6 +37,7 @@ from herald.store.base import (
     CustomerRecord,
     EventFilter,
     EventPage,
+    EventProcessing,
     PartitionStatus,
     QuarantinedEvent,
     StoredEvent,
@@ -44,6 +45,7 @@ from herald.store.base import (
 )
 from herald.store.groupcommit import GroupCommitter, Observer
 from herald.store.idindex import IdIndex, unpack_positions
+from herald.store.ledger import record_id
 from herald.store.logwriter import LogWriter
 from herald.store.reading import (
     COLUMNS,
@@ -236,6 +238,16 @@ class SqliteStore:
             lambda state, _: customers.unique_values(
                 state, workspace_id=workspace_id, name=attribute
             )
+        )
+
+    async def event_processing(
+        self, workspace_id: WorkspaceId, uuid: bytes
+    ) -> EventProcessing | None:
+        location = self._ids.locate(workspace_id, uuid) if self._ids is not None else None
+        if location is None:
+            return None
+        return await self._run_state(
+            lambda state, _: customers.processing_of(state, record_id(*location))
         )
 
     async def processing_status(self) -> list[PartitionStatus]:
