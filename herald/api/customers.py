@@ -15,7 +15,6 @@ from herald.api.schemas import (
     CustomerEventOut,
     CustomerEventsOut,
     CustomerList,
-    CustomerOut,
     DeletedCustomer,
     UpsertedCustomer,
 )
@@ -23,7 +22,6 @@ from herald.api.state import AppState
 from herald.core.conditions import Condition, Op
 from herald.core.schema import MAX_KEY_CHARS, CustomerSchema, check_value
 from herald.errors import InvalidRequest
-from herald.store.base import CustomerRecord
 
 MAX_CUSTOMER_BODY_BYTES = 256 * 1024
 MAX_CONDITIONS = 20
@@ -64,7 +62,7 @@ async def read(request: Request) -> Response:
     key = await state.auth.authenticate(request, admin=True)
     body = await decode_body(request, KeyIn, max_bytes=MAX_CUSTOMER_BODY_BYTES)
     customer = await state.store.find_customer(key.workspace, body.primary_key)
-    return json_response(customer_out(customer))
+    return json_response(customer)
 
 
 async def delete(request: Request) -> Response:
@@ -85,7 +83,7 @@ async def list_customers(request: Request) -> Response:
         cursor=request.query_params.get("cursor"),
         limit=page_limit(request),
     )
-    return json_response(CustomerList([customer_out(c) for c in page.customers], page.next_cursor))
+    return json_response(CustomerList(page.customers, page.next_cursor))
 
 
 async def search(request: Request) -> Response:
@@ -104,14 +102,14 @@ async def search(request: Request) -> Response:
     page = await state.store.search_customers(
         key.workspace.id, body.conditions, cursor=body.cursor, limit=body.limit
     )
-    return json_response(CustomerList([customer_out(c) for c in page.customers], page.next_cursor))
+    return json_response(CustomerList(page.customers, page.next_cursor))
 
 
 async def get_customer(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
     customer = await state.store.get_customer(key.workspace.id, _customer_id(request))
-    return json_response(customer_out(customer))
+    return json_response(customer)
 
 
 async def customer_events(request: Request) -> Response:
@@ -130,16 +128,6 @@ async def customer_events(request: Request) -> Response:
             [CustomerEventOut(event_out(e.event), e.outcome, e.detail) for e in page.events],
             page.next_cursor,
         )
-    )
-
-
-def customer_out(customer: CustomerRecord) -> CustomerOut:
-    return CustomerOut(
-        id=customer.id,
-        attributes=customer.attributes,
-        identifiers=customer.identifiers,
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
     )
 
 

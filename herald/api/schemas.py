@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from herald.core.events import EventError
+from herald.store.base import CustomerRecord
 
 
 class IngestResult(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -120,14 +121,8 @@ class DeletedCustomer(msgspec.Struct, frozen=True):
     deleted: bool
 
 
-class CustomerOut(msgspec.Struct, frozen=True):
-    """A customer: Herald's id, attributes, and the anonymous `_id` values that resolve to it."""
-
-    id: str
-    attributes: dict[str, Any]
-    identifiers: list[str]
-    created_at: datetime
-    updated_at: datetime
+# A customer goes out as the store describes it (id, attributes, identifiers, times).
+CustomerOut = CustomerRecord
 
 
 class CustomerList(msgspec.Struct, frozen=True):
