@@ -172,9 +172,7 @@ def serve(host: str | None, port: int | None) -> None:
             await server.serve()
         finally:
             stop.set()
-            if supervisor is not None:
-                await supervisor
-            await store.close()
+            await _finish(_shut_down(supervisor, store))
 
     try:
         uvloop.run(run())
@@ -183,6 +181,31 @@ def serve(host: str | None, port: int | None) -> None:
     if lost:
         click.echo("error: the log writer process stopped; restart Herald.", err=True)
         sys.exit(1)
+
+
+async def _shut_down(supervisor: asyncio.Task[None] | None, store: Store) -> None:
+    if supervisor is not None:
+        await supervisor
+    await store.close()
+
+
+async def _finish(work: Awaitable[None]) -> None:
+    """Run `work` to the end even if this task is cancelled meanwhile.
+
+    After a graceful shutdown uvicorn re-raises Ctrl-C, and asyncio answers it by cancelling the
+    main task: the store must still close (the writer commits what it holds), or the writer's
+    pipe breaks and looks like a crash.
+    """
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def supervise_processor(stop: asyncio.Event) -> None:
@@ -199,6 +222,7 @@ async def supervise_processor(stop: asyncio.Event) -> None:
             "--stop-on-stdin-eof",
             f"--nice={EMBEDDED_PROCESSOR_NICE}",
             stdin=asyncio.subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C is serve's to handle; the child follows its stdin
         )
         exited = asyncio.create_task(child.wait())
         stopping = asyncio.create_task(stop.wait())
@@ -269,7 +293,9 @@ def processor(stop_on_stdin_eof: bool, nice: int) -> None:
 
 
 def _stop_at_eof(stop: threading.Event) -> None:
-    while sys.stdin.buffer.read(4096):
+    # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds its lock, and
+    # the interpreter then fails to shut down.
+    while os.read(sys.stdin.fileno(), 4096):
         pass
     stop.set()
 
