@@ -56,8 +56,13 @@ def wait_ready(port: int, path: str) -> None:
     raise RuntimeError(f"server on port {port} did not become ready")
 
 
-def start_herald(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, HERALD_BOOTSTRAP_API_KEY=KEY, HERALD_LOG_LEVEL="WARNING")
+def start_herald(workdir: Path, port: int, *, processor: bool = True) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        HERALD_BOOTSTRAP_API_KEY=KEY,
+        HERALD_LOG_LEVEL="WARNING",
+        HERALD_EMBEDDED_PROCESSOR="1" if processor else "0",
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "herald", "serve", "--port", str(port)],
         cwd=workdir,
@@ -155,6 +160,11 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of paced soak (0: none)")
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     parser.add_argument("--batches", default="1,100,1000")
+    parser.add_argument(
+        "--no-processor",
+        action="store_true",
+        help="serve without its embedded processor (ingestion alone, as before issue 3)",
+    )
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     connections = {1: 64, 100: 32, 1000: 8}
@@ -176,7 +186,7 @@ def main() -> None:
             noop.wait()
 
         port = free_port()
-        herald = start_herald(workdir, port)
+        herald = start_herald(workdir, port, processor=not args.no_processor)
         try:
             rss_start = rss_mib(herald.pid)
             capacity = {}

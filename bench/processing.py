@@ -114,7 +114,12 @@ def run_ceiling(path: Path, step_events: int | None = None) -> dict[str, Any]:
     import msgspec
 
     from herald.core.events import PARTITIONS
-    from herald.processor.loop import MAX_STEP_EVENTS, STATE_CACHE_KIB, STATE_CHECKPOINT_PAGES
+    from herald.processor.loop import (
+        MAX_STEP_EVENTS,
+        STATE_CACHE_KIB,
+        STATE_CHECKPOINT_PAGES,
+        STATE_SYNCHRONOUS,
+    )
     from herald.store.ledger import record_id
     from herald.store.sqlitedb import connect
 
@@ -123,7 +128,7 @@ def run_ceiling(path: Path, step_events: int | None = None) -> dict[str, Any]:
     decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
     log = connect(path, synchronous="full")
     state_file = path.with_name("ceiling.state")
-    state = connect(state_file, synchronous="full")
+    state = connect(state_file, synchronous=STATE_SYNCHRONOUS)
     state.execute(f"PRAGMA cache_size = -{STATE_CACHE_KIB}")
     state.execute(f"PRAGMA wal_autocheckpoint = {STATE_CHECKPOINT_PAGES}")
     state.execute(
