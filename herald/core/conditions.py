@@ -53,9 +53,11 @@ class Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def matches(condition: Condition, values: Mapping[str, Any]) -> bool:
-    """Whether `values` (attributes, or an event's payload) satisfy `condition`."""
-    present = condition.field in values
-    actual = values.get(condition.field)
+    """Whether `values` (attributes, or an event's payload) satisfy `condition`.
+
+    A dotted field (`payload.plan.name`) walks into nested objects.
+    """
+    present, actual = _lookup(values, condition.field)
     expected = condition.value
     match condition.op:
         case Op.EXISTS:
@@ -79,6 +81,18 @@ def matches_all(conditions: list[Condition], values: Mapping[str, Any]) -> bool:
 
 def matches_any(conditions: list[Condition], values: Mapping[str, Any]) -> bool:
     return any(matches(condition, values) for condition in conditions)
+
+
+def _lookup(values: Mapping[str, Any], field: str) -> tuple[bool, Any]:
+    """(present, value) of `field` in `values`; a dotted field walks into nested objects."""
+    if field in values:
+        return True, values[field]
+    current: Any = values
+    for part in field.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return False, None
+        current = current[part]
+    return True, current
 
 
 def _same(actual: Any, expected: Any) -> bool:
