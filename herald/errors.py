@@ -4,7 +4,8 @@ ServiceError
 ├── ConfigError             bad or missing setting, found at start-up
 ├── InvalidRequest          the request itself is unusable (400)
 │   ├── InvalidJSON         the body is not JSON (line and column)
-│   └── InvalidGzip         Content-Encoding: gzip, but the body is not gzip
+│   ├── InvalidGzip         Content-Encoding: gzip, but the body is not gzip
+│   └── InvalidJourney      a journey document that cannot run (each problem: step, field)
 ├── InvalidEvents           strict mode: the batch has invalid events (400)
 ├── PayloadTooLarge         past a size or count limit (413)
 ├── UnsupportedEncoding     a Content-Encoding Herald does not read (415)
@@ -50,6 +51,12 @@ class InvalidJSON(InvalidRequest):
     """Raised when the body is not valid JSON; details carry line and column."""
 
     code = "invalid_json"
+
+
+class InvalidJourney(InvalidRequest):
+    """Raised when a journey document has problems; details carry them (step, field, message)."""
+
+    code = "invalid_journey"
 
 
 class InvalidGzip(InvalidRequest):

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from herald.api import customers, events, ingest, schema
+from herald.api import customers, events, ingest, journeys, schema
 from herald.api.auth import Authenticator
 from herald.api.errors import json_response, on_http_error, on_service_error, on_unexpected
 from herald.api.metrics import Metrics
@@ -144,6 +144,13 @@ ROUTES = [
     Route("/api/customers", customers.list_customers, methods=["GET"]),
     Route("/api/customers/{id}", customers.get_customer, methods=["GET"]),
     Route("/api/customers/{id}/events", customers.customer_events, methods=["GET"]),
+    Route("/api/journeys", journeys.create, methods=["POST"]),
+    Route("/api/journeys", journeys.list_journeys, methods=["GET"]),
+    Route("/api/journeys/{name}", journeys.get_journey, methods=["GET"]),
+    Route("/api/journeys/{name}", journeys.update, methods=["PUT"]),
+    Route("/api/journeys/{name}/pause", journeys.pause, methods=["POST"]),
+    Route("/api/journeys/{name}/resume", journeys.resume, methods=["POST"]),
+    Route("/api/journeys/{name}/archive", journeys.archive, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),

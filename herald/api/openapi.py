@@ -23,13 +23,17 @@ from herald.api.schemas import (
     EventOut,
     Health,
     IngestResult,
+    JourneyList,
+    JourneySaved,
     QuarantineItem,
     QuarantineList,
     ReplayResult,
     UpsertedCustomer,
 )
 from herald.core.events import WireEvent
+from herald.core.journeys import Journey
 from herald.core.schema import CustomerSchema
+from herald.store.base import JourneyRecord
 
 
 class BatchRequest(msgspec.Struct):
@@ -64,6 +68,10 @@ _SCHEMAS = (
     CustomerList,
     CustomerEventOut,
     CustomerEventsOut,
+    Journey,
+    JourneyRecord,
+    JourneySaved,
+    JourneyList,
 )
 _REF = "#/components/schemas/{name}"
 
@@ -254,6 +262,7 @@ def _paths() -> dict[str, Any]:
             }
         },
         **_customer_paths(),
+        **_journey_paths(),
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json(Health, "Up")}}},
         "/readyz": {
             "get": {
@@ -269,7 +278,65 @@ def _body(struct: type) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(struct)}}}
 
 
-_ID = _param("id", "path", "the customer's id (a number, as upsert returns it)", True)
+_ID = _param("id", "path", "the customer's id (a UUID, as upsert returns it)", True)
+_NAME = _param("name", "path", "the journey's name", True)
+
+
+def _journey_paths() -> dict[str, Any]:
+    invalid = "400 with `problems`: every problem of the document, each with its step and field."
+    status_change = {
+        "security": _KEY,
+        "parameters": [_NAME],
+        "responses": {"200": _json(JourneyRecord, "The journey"), **_errors(401, 403, 404, 503)},
+    }
+    return {
+        "/api/journeys": {
+            "post": {
+                "summary": "Create a journey (admin key)",
+                "description": invalid,
+                "security": _KEY,
+                "requestBody": _body(Journey),
+                "responses": {
+                    "201": _json(JourneySaved, "Created (version 1)"),
+                    **_errors(400, 401, 403, 409, 413, 415, 503),
+                },
+            },
+            "get": {
+                "summary": "List journeys, current versions (admin key)",
+                "security": _KEY,
+                "parameters": [_param("archived", "query", "1: include archived journeys")],
+                "responses": {"200": _json(JourneyList, "Journeys"), **_errors(400, 401, 403, 503)},
+            },
+        },
+        "/api/journeys/{name}": {
+            "get": {
+                "summary": "One journey (admin key)",
+                "security": _KEY,
+                "parameters": [
+                    _NAME,
+                    _param("version", "query", "a past version (default: current)"),
+                ],
+                "responses": {
+                    "200": _json(JourneyRecord, "The journey"),
+                    **_errors(400, 401, 403, 404, 503),
+                },
+            },
+            "put": {
+                "summary": "Change a journey: a new version when the document differs (admin key)",
+                "description": invalid + " Customers inside finish on the version they entered.",
+                "security": _KEY,
+                "parameters": [_NAME],
+                "requestBody": _body(Journey),
+                "responses": {
+                    "200": _json(JourneySaved, "updated (new version) or unchanged"),
+                    **_errors(400, 401, 403, 404, 413, 415, 503),
+                },
+            },
+        },
+        "/api/journeys/{name}/pause": {"post": {"summary": "Stop new entries", **status_change}},
+        "/api/journeys/{name}/resume": {"post": {"summary": "Take entries again", **status_change}},
+        "/api/journeys/{name}/archive": {"post": {"summary": "Retire a journey", **status_change}},
+    }
 
 
 def _customer_paths() -> dict[str, Any]:

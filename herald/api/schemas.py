@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 
 from herald.core.events import EventError
-from herald.store.base import CustomerRecord
+from herald.core.journeys import JourneyError
+from herald.store.base import CustomerRecord, JourneyRecord
 
 
 class IngestResult(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -36,6 +37,7 @@ class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
     column: int | None = None
     limits: dict[str, int] | None = None
     retry_after_s: int | None = None
+    problems: list[JourneyError] | None = None  # a journey document's problems (step, field)
 
 
 class ProcessingOut(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -142,3 +144,14 @@ class CustomerEventsOut(msgspec.Struct, frozen=True):
     customer_id: str
     events: list[CustomerEventOut]
     next_cursor: str | None
+
+
+class JourneySaved(msgspec.Struct, frozen=True):
+    """What saving a journey did (created, updated: a new version, unchanged) and the result."""
+
+    change: str
+    journey: JourneyRecord
+
+
+class JourneyList(msgspec.Struct, frozen=True):
+    journeys: list[JourneyRecord]

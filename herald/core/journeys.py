@@ -40,6 +40,12 @@ MAX_STEPS = 200
 MAX_WEBHOOK_TIMEOUT_S = 60.0  # a delivery worker waits at most this long for one receiver
 
 
+class JourneyStatus(StrEnum):
+    LIVE = "live"  # new customers enter
+    PAUSED = "paused"  # nobody enters; customers inside go on
+    ARCHIVED = "archived"  # nobody enters; hidden from the default listing
+
+
 class EntryRule(StrEnum):
     ONCE = "once"  # a customer enters at most once, ever
     EVERY_TIME = "every_time"  # every matching event starts a new enrollment
@@ -132,6 +138,7 @@ class ExitStep(
 
 Step = WebhookStep | EmailStep | DelayStep | WaitStep | BranchStep | UpdateStep | ExitStep
 PAUSING = (DelayStep, WaitStep)  # steps that wait: a cycle must contain one
+STEP_TYPES = ("webhook", "email", "delay", "wait_for_event", "branch", "update_attributes", "exit")
 
 
 class Journey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -10,6 +10,7 @@ import msgspec
 
 from herald.core.conditions import Condition
 from herald.core.events import Accepted, Rejected
+from herald.core.journeys import Journey, JourneyStatus
 from herald.core.keys import KeyKind
 from herald.core.schema import CustomerSchema
 from herald.types import KeyId, WorkspaceId
@@ -137,6 +138,17 @@ class PartitionStatus(msgspec.Struct, frozen=True):
     behind_s: float
 
 
+class JourneyRecord(msgspec.Struct, frozen=True):
+    """A stored journey: its name, status, current version and that version's document."""
+
+    name: str
+    status: JourneyStatus
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    definition: Journey
+
+
 class Store(Protocol):
     """Persistence for every role; one adapter per database (SQLite embedded, PostgreSQL)."""
 
@@ -249,6 +261,28 @@ class Store(Protocol):
 
     async def processing_status(self) -> list[PartitionStatus]:
         """Per partition: checkpoint, owner, events and seconds behind."""
+
+    async def save_journey(
+        self, workspace_id: WorkspaceId, journey: Journey, *, create_only: bool = False
+    ) -> tuple[JourneyRecord, str]:
+        """Create the journey, or make its document a new version when it changed.
+
+        Returns the record and what happened: "created", "updated" or "unchanged". With
+        `create_only`, an existing name is a Conflict.
+        """
+
+    async def list_journeys(
+        self, workspace_id: WorkspaceId, *, archived: bool = False
+    ) -> list[JourneyRecord]: ...
+
+    async def get_journey(
+        self, workspace_id: WorkspaceId, name: str, *, version: int | None = None
+    ) -> JourneyRecord:
+        """The journey (at `version`, default the current one); NotFound otherwise."""
+
+    async def set_journey_status(
+        self, workspace_id: WorkspaceId, name: str, status: JourneyStatus
+    ) -> JourneyRecord: ...
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot serve."""

@@ -23,10 +23,11 @@ import msgspec
 
 from herald.core.conditions import Condition
 from herald.core.events import PARTITIONS, partition_of
+from herald.core.journeys import Journey, JourneyStatus
 from herald.core.keys import KEY_PREFIX_LENGTH, KeyKind, hash_key, key_prefix
 from herald.core.schema import CustomerSchema
 from herald.errors import Conflict, InvalidRequest, NotFound, ServiceError, StoreUnavailable
-from herald.store import customers
+from herald.store import customers, journeys
 from herald.store.base import (
     ApiKey,
     AppendRequest,
@@ -38,6 +39,7 @@ from herald.store.base import (
     EventFilter,
     EventPage,
     EventProcessing,
+    JourneyRecord,
     PartitionStatus,
     QuarantinedEvent,
     StoredEvent,
@@ -248,6 +250,42 @@ class SqliteStore:
             return None
         return await self._run_state(
             lambda state, _: customers.processing_of(state, record_id(*location))
+        )
+
+    # -- journeys (the state database) -------------------------------------------------------
+
+    async def save_journey(
+        self, workspace_id: WorkspaceId, journey: Journey, *, create_only: bool = False
+    ) -> tuple[JourneyRecord, str]:
+        return await self._run_state(
+            lambda state, _: journeys.save(
+                state, workspace_id=workspace_id, journey=journey, create_only=create_only
+            )
+        )
+
+    async def list_journeys(
+        self, workspace_id: WorkspaceId, *, archived: bool = False
+    ) -> list[JourneyRecord]:
+        return await self._run_state(
+            lambda state, _: journeys.listing(state, workspace_id=workspace_id, archived=archived)
+        )
+
+    async def get_journey(
+        self, workspace_id: WorkspaceId, name: str, *, version: int | None = None
+    ) -> JourneyRecord:
+        return await self._run_state(
+            lambda state, _: journeys.get(
+                state, workspace_id=workspace_id, name=name, version=version
+            )
+        )
+
+    async def set_journey_status(
+        self, workspace_id: WorkspaceId, name: str, status: JourneyStatus
+    ) -> JourneyRecord:
+        return await self._run_state(
+            lambda state, _: journeys.set_status(
+                state, workspace_id=workspace_id, name=name, status=status
+            )
         )
 
     async def processing_status(self) -> list[PartitionStatus]:

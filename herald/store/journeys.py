@@ -1,0 +1,138 @@
+"""Journeys in the SQLite state database: names, statuses and versioned documents."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from herald.core.journeys import Journey, JourneyStatus
+from herald.errors import Conflict, InvalidRequest, NotFound
+from herald.store.base import JourneyRecord
+from herald.store.sqlitedb import from_us, to_us
+
+JOURNEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_decode_journey = msgspec.json.Decoder(Journey).decode
+_encode = msgspec.json.encode
+_COLUMNS = "j.name, j.status, j.version, j.created_at_us, j.updated_at_us, v.definition"
+_FROM = "FROM journeys j JOIN journey_versions v ON v.journey_id = j.id"
+
+
+def save(
+    state: sqlite3.Connection, *, workspace_id: int, journey: Journey, create_only: bool
+) -> tuple[JourneyRecord, str]:
+    """Create `journey`, or add its document as a new version when it changed."""
+    if not JOURNEY_NAME.fullmatch(journey.name):
+        raise InvalidRequest(
+            f"Journey name {journey.name[:80]!r} is not usable: use 1 to 64 letters, digits, "
+            "'.', '-' or '_', starting with a letter or digit.",
+            field="name",
+        )
+    document = _encode(journey).decode()
+    now_us = to_us(datetime.now(UTC))
+    state.execute("BEGIN IMMEDIATE")
+    try:
+        change = _save(state, workspace_id, journey.name, document, now_us, create_only)
+    except BaseException:
+        state.execute("ROLLBACK")
+        raise
+    state.execute("COMMIT")
+    return get(state, workspace_id=workspace_id, name=journey.name), change
+
+
+def _save(
+    state: sqlite3.Connection,
+    workspace_id: int,
+    name: str,
+    document: str,
+    now_us: int,
+    create_only: bool,
+) -> str:
+    row = state.execute(
+        "SELECT j.id, j.version, v.definition FROM journeys j JOIN journey_versions v"
+        " ON v.journey_id = j.id AND v.version = j.version WHERE j.workspace_id = ? AND j.name = ?",
+        (workspace_id, name),
+    ).fetchone()
+    if row is None:
+        journey_id = state.execute(
+            "INSERT INTO journeys (workspace_id, name, status, version, created_at_us,"
+            " updated_at_us) VALUES (?, ?, ?, 1, ?, ?)",
+            (workspace_id, name, JourneyStatus.LIVE.value, now_us, now_us),
+        ).lastrowid
+        _add_version(state, journey_id, 1, document, now_us)
+        return "created"
+    if create_only:
+        raise Conflict(
+            f"A journey named {name!r} exists; change it with PUT /api/journeys/{name} "
+            "(or `herald journeys apply`)."
+        )
+    journey_id, version, current = row
+    if current == document:
+        return "unchanged"
+    _add_version(state, journey_id, version + 1, document, now_us)
+    state.execute(
+        "UPDATE journeys SET version = ?, updated_at_us = ? WHERE id = ?",
+        (version + 1, now_us, journey_id),
+    )
+    return "updated"
+
+
+def _add_version(
+    state: sqlite3.Connection, journey_id: Any, version: int, document: str, now_us: int
+) -> None:
+    state.execute(
+        "INSERT INTO journey_versions (journey_id, version, definition, created_at_us)"
+        " VALUES (?, ?, ?, ?)",
+        (journey_id, version, document, now_us),
+    )
+
+
+def get(
+    state: sqlite3.Connection, *, workspace_id: int, name: str, version: int | None = None
+) -> JourneyRecord:
+    row = state.execute(
+        f"SELECT {_COLUMNS} {_FROM} AND v.version = coalesce(?, j.version)"
+        " WHERE j.workspace_id = ? AND j.name = ?",
+        (version, workspace_id, name),
+    ).fetchone()
+    if row is None:
+        which = f" version {version}" if version is not None else ""
+        raise NotFound(
+            f"No journey {name!r}{which} in this workspace; list them with GET /api/journeys."
+        )
+    return _record(row)
+
+
+def listing(state: sqlite3.Connection, *, workspace_id: int, archived: bool) -> list[JourneyRecord]:
+    rows = state.execute(
+        f"SELECT {_COLUMNS} {_FROM} AND v.version = j.version"
+        " WHERE j.workspace_id = ? AND (? OR j.status != ?) ORDER BY j.name",
+        (workspace_id, archived, JourneyStatus.ARCHIVED.value),
+    )
+    return [_record(row) for row in rows]
+
+
+def set_status(
+    state: sqlite3.Connection, *, workspace_id: int, name: str, status: JourneyStatus
+) -> JourneyRecord:
+    cursor = state.execute(
+        "UPDATE journeys SET status = ?, updated_at_us = ? WHERE workspace_id = ? AND name = ?",
+        (status.value, to_us(datetime.now(UTC)), workspace_id, name),
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"No journey {name!r} in this workspace; list them with GET /api/journeys.")
+    return get(state, workspace_id=workspace_id, name=name)
+
+
+def _record(row: tuple[Any, ...]) -> JourneyRecord:
+    return JourneyRecord(
+        name=row[0],
+        status=JourneyStatus(row[1]),
+        version=row[2],
+        created_at=from_us(row[3]),
+        updated_at=from_us(row[4]),
+        definition=_decode_journey(row[5]),
+    )
