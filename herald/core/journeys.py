@@ -52,7 +52,7 @@ class EntryRule(StrEnum):
     NOT_WHILE_INSIDE = "not_while_inside"  # again only after the previous enrollment ended
 
 
-class Conditions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Conditions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """All of `all` and at least one of `any` (when given). Fields are `payload.<path>` (the
     event's payload) or `customer.<attribute>`."""
 
@@ -60,14 +60,19 @@ class Conditions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     any: list[Condition] = []
 
 
-class Trigger(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Trigger(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     event: str
     source: str | None = None
     conditions: Conditions = Conditions()
 
 
 class WebhookStep(
-    msgspec.Struct, frozen=True, tag="webhook", tag_field="type", forbid_unknown_fields=True
+    msgspec.Struct,
+    frozen=True,
+    tag="webhook",
+    tag_field="type",
+    forbid_unknown_fields=True,
+    omit_defaults=True,
 ):
     url: str
     method: str = "POST"
@@ -79,7 +84,12 @@ class WebhookStep(
 
 
 class EmailStep(
-    msgspec.Struct, frozen=True, tag="email", tag_field="type", forbid_unknown_fields=True
+    msgspec.Struct,
+    frozen=True,
+    tag="email",
+    tag_field="type",
+    forbid_unknown_fields=True,
+    omit_defaults=True,
 ):
     subject: str
     body: str
@@ -89,7 +99,12 @@ class EmailStep(
 
 
 class DelayStep(
-    msgspec.Struct, frozen=True, tag="delay", tag_field="type", forbid_unknown_fields=True
+    msgspec.Struct,
+    frozen=True,
+    tag="delay",
+    tag_field="type",
+    forbid_unknown_fields=True,
+    omit_defaults=True,
 ):
     duration: str | None = None  # "90s", "15m", "2h", "1d", "1w"
     until: str | None = None  # "09:00": the next time it is that time of day
@@ -98,7 +113,12 @@ class DelayStep(
 
 
 class WaitStep(
-    msgspec.Struct, frozen=True, tag="wait_for_event", tag_field="type", forbid_unknown_fields=True
+    msgspec.Struct,
+    frozen=True,
+    tag="wait_for_event",
+    tag_field="type",
+    forbid_unknown_fields=True,
+    omit_defaults=True,
 ):
     event: str
     timeout: str
@@ -107,13 +127,18 @@ class WaitStep(
     timeout_next: StepName | None = None  # when it does not
 
 
-class Branch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Branch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     when: Conditions
     next: StepName
 
 
 class BranchStep(
-    msgspec.Struct, frozen=True, tag="branch", tag_field="type", forbid_unknown_fields=True
+    msgspec.Struct,
+    frozen=True,
+    tag="branch",
+    tag_field="type",
+    forbid_unknown_fields=True,
+    omit_defaults=True,
 ):
     branches: list[Branch]
     default: StepName | None = None
@@ -125,13 +150,19 @@ class UpdateStep(
     tag="update_attributes",
     tag_field="type",
     forbid_unknown_fields=True,
+    omit_defaults=True,
 ):
     set: dict[str, Any]
     next: StepName | None = None
 
 
 class ExitStep(
-    msgspec.Struct, frozen=True, tag="exit", tag_field="type", forbid_unknown_fields=True
+    msgspec.Struct,
+    frozen=True,
+    tag="exit",
+    tag_field="type",
+    forbid_unknown_fields=True,
+    omit_defaults=True,
 ):
     pass
 
@@ -141,7 +172,7 @@ PAUSING = (DelayStep, WaitStep)  # steps that wait: a cycle must contain one
 STEP_TYPES = ("webhook", "email", "delay", "wait_for_event", "branch", "update_attributes", "exit")
 
 
-class Journey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Journey(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     name: str
     trigger: Trigger
     start: StepName
