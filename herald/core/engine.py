@@ -125,7 +125,12 @@ def advance(
     now: datetime,
     arrival: Arrival | None = None,
 ) -> Outcome:
-    """Move a waiting enrollment on, if its delay is due, its event came, or its wait timed out."""
+    """Move a waiting enrollment on, if its delay is due, its event came, or its wait timed out.
+
+    For an `arrival`, `now` is when that event was received, so that an event processed late
+    (after a backlog) still counts as in time if it came before the wait's end. A wait covers
+    [start, due_at): an event at due_at or after it is too late.
+    """
     if enrollment.status is not Status.WAITING or enrollment.step is None:
         return Outcome(enrollment)
     step = journey.steps[enrollment.step]
@@ -134,7 +139,8 @@ def advance(
         case DelayStep(next=next_step) if due:
             return _run(journey, enrollment, next_step, context, now)
         case WaitStep(event=awaited, conditions=conditions, next=next_step) if (
-            arrival is not None
+            not due
+            and arrival is not None
             and arrival.name == awaited
             and _waited_for(conditions, context, arrival)
         ):
@@ -197,7 +203,8 @@ def _run(
                 due_at = now + (parse_duration(timeout) or timedelta(0))
                 waiting = _waiting(enrollment, step_name, due_at, awaited, taken)
                 return Outcome(waiting, actions, path)
-            case ExitStep():
+            case _:
+                assert isinstance(step, ExitStep)
                 return Outcome(_ended(enrollment, Status.EXITED, taken), actions, path)
     return Outcome(_ended(enrollment, Status.COMPLETED, taken), actions, path)
 
@@ -240,14 +247,17 @@ def _delay_end(
 
 
 def next_time_of_day(now: datetime, hour: int, minute: int, zone: ZoneInfo) -> datetime:
-    """The first moment after `now` when the clock in `zone` shows hour:minute (in UTC)."""
+    """When the clock in `zone` next shows hour:minute after `now` (in UTC), today or tomorrow.
+
+    A time skipped by a DST change (02:30 on the spring-forward night) means the moment an hour
+    later; a time shown twice (autumn) means the first of the two, so a daily delay fires once.
+    """
     local = now.astimezone(zone)
-    for days in range(3):  # a day skipped by DST still finds the next one
-        day = local.date() + timedelta(days=days)
-        candidate = datetime.combine(day, time(hour, minute), tzinfo=zone)
-        if candidate.astimezone(UTC) > now.astimezone(UTC):
-            return candidate.astimezone(UTC)
-    return (local + timedelta(days=1)).astimezone(UTC)
+    today = datetime.combine(local.date(), time(hour, minute), tzinfo=zone).astimezone(UTC)
+    if today > now:
+        return today
+    tomorrow = local.date() + timedelta(days=1)
+    return datetime.combine(tomorrow, time(hour, minute), tzinfo=zone).astimezone(UTC)
 
 
 def _zone(name: str, customer: Mapping[str, Any], fallback: str) -> ZoneInfo:
@@ -255,5 +265,5 @@ def _zone(name: str, customer: Mapping[str, Any], fallback: str) -> ZoneInfo:
         name = str(customer.get(TIMEZONE_ATTRIBUTE) or fallback)
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a folder: OSError
         return ZoneInfo(fallback) if name != fallback else ZoneInfo("UTC")

@@ -395,7 +395,7 @@ def _condition_errors(
 def _zone_problem(name: str) -> str | None:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a folder: OSError
         return f"{name!r} is not a time zone name like Europe/Paris or UTC"
     return None
 
