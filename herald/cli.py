@@ -516,13 +516,23 @@ def schema_add_attribute(workspace_name: str, name: str, kind: str) -> None:
 @_friendly
 def schema_set_primary_key(workspace_name: str, name: str) -> None:
     """Make attribute NAME (declared string, email or number) the primary key."""
-    _change_schema(workspace_name, lambda schema: schema.with_primary_key(name))
+    _change_schema(
+        workspace_name, lambda schema: schema.with_primary_key(name), unique_attribute=name
+    )
     click.echo(f"The primary key is now {name!r}.", err=True)
 
 
-def _change_schema(workspace_name: str, change: Callable[[CustomerSchema], CustomerSchema]) -> None:
+def _change_schema(
+    workspace_name: str,
+    change: Callable[[CustomerSchema], CustomerSchema],
+    *,
+    unique_attribute: str | None = None,
+) -> None:
     async def apply(store: Store) -> None:
         workspace = await store.get_workspace(workspace_name)
+        change(workspace.schema)  # a change the schema refuses is reported before anything else
+        if unique_attribute is not None and unique_attribute != workspace.schema.primary_key:
+            await store.check_unique(workspace.id, unique_attribute)
         await store.change_schema(workspace.id, change)
 
     _with_store(apply)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,12 +31,12 @@ MAX_CONDITIONS = 20
 class UpsertIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Laudspeaker's upsert: the customer's primary-key value and attributes to set."""
 
-    primary_key: str | int | float
+    primary_key: Any  # checked against the workspace's primary-key type (_check_key)
     properties: dict[str, Any] = {}
 
 
 class KeyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    primary_key: str | int | float
+    primary_key: Any
 
 
 class SearchIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -61,6 +62,7 @@ async def read(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
     body = await decode_body(request, KeyIn, max_bytes=MAX_CUSTOMER_BODY_BYTES)
+    _check_key(key.workspace.schema, body.primary_key)
     customer = await state.store.find_customer(key.workspace, body.primary_key)
     return json_response(customer)
 
@@ -69,6 +71,7 @@ async def delete(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
     body = await decode_body(request, KeyIn, max_bytes=MAX_CUSTOMER_BODY_BYTES)
+    _check_key(key.workspace.schema, body.primary_key)
     customer_id = await state.store.delete_customer(key.workspace, body.primary_key)
     return json_response(DeletedCustomer(customer_id, deleted=True))
 
@@ -131,21 +134,28 @@ async def customer_events(request: Request) -> Response:
     )
 
 
-def _check_upsert(schema: CustomerSchema, body: UpsertIn) -> None:
+def _check_key(schema: CustomerSchema, value: Any) -> str:
+    """The primary key's name, once `value` is checked to be one of its values."""
     primary = schema.primary_key
     if primary is None:
         raise InvalidRequest(
             "This workspace has no primary key; set one with `herald schema set-primary-key`."
         )
     declared = schema.attributes[primary]
-    if (problem := check_value(declared, body.primary_key)) is not None:
+    problem = check_value(declared, value) if value is not None else "it is missing (null)"
+    if problem is not None:
         raise InvalidRequest(f"primary_key ({primary}): {problem}.", field="primary_key")
-    if isinstance(body.primary_key, str) and len(body.primary_key) > MAX_KEY_CHARS:
+    if isinstance(value, str) and len(value) > MAX_KEY_CHARS:
         raise InvalidRequest(
-            f"primary_key is {len(body.primary_key):,} characters long; a primary key is at most "
+            f"primary_key is {len(value):,} characters long; a primary key is at most "
             f"{MAX_KEY_CHARS}.",
             field="primary_key",
         )
+    return primary
+
+
+def _check_upsert(schema: CustomerSchema, body: UpsertIn) -> None:
+    primary = _check_key(schema, body.primary_key)
     if primary in body.properties and body.properties[primary] != body.primary_key:
         raise InvalidRequest(
             f"properties.{primary} differs from primary_key; the primary key is the customer's "
@@ -176,4 +186,7 @@ def _check_search(body: SearchIn) -> None:
 
 
 def _customer_id(request: Request) -> str:
-    return str(request.path_params["id"])
+    text = str(request.path_params["id"])
+    if text in ("upsert", "read", "delete", "search"):  # POST routes asked with another method
+        raise HTTPException(405, headers={"Allow": "POST"})
+    return text

@@ -27,6 +27,7 @@ from herald.core.schema import CustomerSchema
 from herald.errors import (
     InvalidEvents,
     InvalidGzip,
+    InvalidJSON,
     InvalidRequest,
     PayloadTooLarge,
     UnsupportedEncoding,
@@ -124,9 +125,34 @@ async def decode_body(request: Request, shape: type[T], *, max_bytes: int) -> T:
         return msgspec.json.decode(body, type=shape)
     except msgspec.ValidationError as exc:
         field, message = translate_validation_error(str(exc))
+        if field is None and message.startswith("each event"):  # the words of the batch route
+            message = "the body must be a JSON object"
         raise InvalidRequest(f"{field or 'body'}: {message}.", field=field) from None
     except msgspec.DecodeError as exc:
         raise json_error(body, str(exc)) from None
+    except UnicodeDecodeError:
+        raise _not_utf8(body) from None
+    except RecursionError:
+        raise InvalidJSON(
+            "The body nests arrays or objects too deeply to read: keep it to a few levels."
+        ) from None
+
+
+def _not_utf8(body: bytes) -> InvalidJSON:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = exc.start
+    else:  # pragma: no cover - only called when msgspec found bytes that are not UTF-8
+        offset = 0
+    line = body.count(b"\n", 0, offset) + 1
+    column = offset - (body.rfind(b"\n", 0, offset) + 1) + 1
+    return InvalidJSON(
+        f"The body is not UTF-8: byte 0x{body[offset]:02x} at line {line}, column {column} "
+        "starts no character; send UTF-8 text.",
+        line=line,
+        column=column,
+    )
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

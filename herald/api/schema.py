@@ -54,6 +54,7 @@ async def set_primary_key(request: Request) -> Response:
     state: AppState = request.app.state.herald
     key = await state.auth.authenticate(request, admin=True)
     wanted = await _decode(request, PrimaryKeyIn)
+    key.workspace.schema.with_primary_key(wanted.name)  # 400 for an unusable attribute first
     if wanted.name != key.workspace.schema.primary_key:
         await state.store.check_unique(key.workspace.id, wanted.name)
     workspace = await state.store.change_schema(

@@ -42,7 +42,8 @@ class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class ProcessingOut(msgspec.Struct, frozen=True, omit_defaults=True):
     """What the processor did with an event: `pending` until it has run, then the customer and
-    the outcome (created, attributed, identified, merged, conflict) with the reason if any."""
+    the outcome (created, attributed, identified, merged, conflict) with the reason if any;
+    `customer_deleted` (no customer_id) when its customer was deleted since."""
 
     outcome: str
     customer_id: str | None = None

@@ -43,7 +43,7 @@ from herald.processor.attribution import (
 )
 from herald.store.idindex import unpack_positions
 from herald.store.ledger import Ledger, record_id
-from herald.store.sqlitedb import connect, migrate, state_path
+from herald.store.sqlitedb import connect, migrate, state_path, write_turn
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +229,10 @@ class Processor:
     def _apply(self, rows: list[LogRow], now: float) -> int:
         state = self._connection(self._state)
         now_us = int(now * 1_000_000)
+        with write_turn(state):
+            return self._apply_in_turn(state, rows, now_us)
+
+    def _apply_in_turn(self, state: sqlite3.Connection, rows: list[LogRow], now_us: int) -> int:
         state.execute("BEGIN IMMEDIATE")
         try:
             self._check_ownership(state)
@@ -348,6 +352,16 @@ class Processor:
         now = self._clock()
         now_us = int(now * 1_000_000)
         lease_us = int(self._lease_s * 1_000_000)
+        with write_turn(state):
+            owned = self._renew(state, now_us, lease_us)
+        if any(self._owned.get(partition) != seq for partition, seq in owned.items()):
+            self._forget()  # a partition new to us, or processed by another meanwhile
+        if owned.keys() != self._owned.keys():
+            logger.info("Processor %s holds partitions %s", self.name, sorted(owned))
+        self._owned = owned
+        self._next_refresh = now + self._lease_s / 3
+
+    def _renew(self, state: sqlite3.Connection, now_us: int, lease_us: int) -> dict[int, int]:
         state.execute("BEGIN IMMEDIATE")
         try:
             state.execute(
@@ -366,12 +380,7 @@ class Processor:
             state.execute("ROLLBACK")
             raise
         state.execute("COMMIT")
-        if any(self._owned.get(partition) != seq for partition, seq in owned.items()):
-            self._forget()  # a partition new to us, or processed by another meanwhile
-        if owned.keys() != self._owned.keys():
-            logger.info("Processor %s holds partitions %s", self.name, sorted(owned))
-        self._owned = owned
-        self._next_refresh = now + self._lease_s / 3
+        return owned
 
     def _rebalance(self, state: sqlite3.Connection, share: int, now_us: int) -> dict[int, int]:
         rows = state.execute(

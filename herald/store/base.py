@@ -120,9 +120,12 @@ class CustomerEventPage(msgspec.Struct, frozen=True):
 
 
 class EventProcessing(msgspec.Struct, frozen=True):
-    """What the processor did with one event: its customer (as the API names it) and outcome."""
+    """What the processor did with one event: its customer (as the API names it) and outcome.
 
-    customer_id: str
+    `customer_id` is None when that customer has been deleted since (outcome customer_deleted).
+    """
+
+    customer_id: str | None
     outcome: str
     detail: str | None
 

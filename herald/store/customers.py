@@ -32,7 +32,7 @@ from herald.store.base import (
 from herald.store.idindex import unpack_positions
 from herald.store.ledger import MAX_MERGE_CHAIN, Ledger, key_text
 from herald.store.reading import encode_cursor
-from herald.store.sqlitedb import from_us, to_us
+from herald.store.sqlitedb import from_us, to_us, write_turn
 from herald.types import WorkspaceId
 
 MAX_SCAN_CUSTOMERS = 20_000  # a filtered page scans at most this many customers, then continues
@@ -203,16 +203,32 @@ def events(
     return CustomerEventPage(customer.id, found, next_cursor)
 
 
-def processing_of(state: sqlite3.Connection, event_id: int) -> EventProcessing | None:
+CUSTOMER_DELETED = "customer_deleted"  # processed, and its customer deleted since
+
+
+def processing_of(
+    state: sqlite3.Connection, log: sqlite3.Connection, event_id: int
+) -> EventProcessing | None:
     """What processing did with the event at this address in the log (None: not yet)."""
     row = state.execute(
         "SELECT c.uuid, r.outcome, r.detail FROM event_records r"
         " JOIN customers c ON c.id = r.customer_id WHERE r.id = ?",
         (event_id,),
     ).fetchone()
-    if row is None:
+    if row is not None:
+        return EventProcessing(str(uuidlib.UUID(bytes=row[0])), row[1], row[2])
+    seq = event_id >> 24
+    located = log.execute("SELECT partition FROM event_batches WHERE seq = ?", (seq,)).fetchone()
+    processed = (
+        located is not None
+        and state.execute(
+            "SELECT 1 FROM partitions WHERE partition = ? AND checkpoint_seq >= ?",
+            (located[0], seq),
+        ).fetchone()
+    )
+    if not processed:
         return None
-    return EventProcessing(str(uuidlib.UUID(bytes=row[0])), row[1], row[2])
+    return EventProcessing(None, CUSTOMER_DELETED, "its customer was deleted after processing")
 
 
 def unique_values(state: sqlite3.Connection, *, workspace_id: int, name: str) -> None:
@@ -283,20 +299,29 @@ class _write:
         self.conn = conn
 
     def __enter__(self) -> Ledger:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.turn = write_turn(self.conn)
+        self.turn.__enter__()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.turn.__exit__(None, None, None)
+            raise
         self.ledger = Ledger(self.conn, to_us(datetime.now(UTC)))
         return self.ledger
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is None:
-            try:
-                self.ledger.flush()
-            except BaseException:
+        try:
+            if kind is None:
+                try:
+                    self.ledger.flush()
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+                self.conn.execute("COMMIT")
+            else:
                 self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+        finally:
+            self.turn.__exit__(None, None, None)
 
 
 def _record(state: sqlite3.Connection, row: tuple[Any, ...]) -> CustomerRecord:

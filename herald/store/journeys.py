@@ -12,7 +12,7 @@ import msgspec
 from herald.core.journeys import Journey, JourneyStatus
 from herald.errors import Conflict, InvalidRequest, NotFound
 from herald.store.base import JourneyRecord
-from herald.store.sqlitedb import from_us, to_us
+from herald.store.sqlitedb import from_us, to_us, write_turn
 
 JOURNEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _decode_journey = msgspec.json.Decoder(Journey).decode
@@ -33,13 +33,14 @@ def save(
         )
     document = _encode(journey).decode()
     now_us = to_us(datetime.now(UTC))
-    state.execute("BEGIN IMMEDIATE")
-    try:
-        change = _save(state, workspace_id, journey.name, document, now_us, create_only)
-    except BaseException:
-        state.execute("ROLLBACK")
-        raise
-    state.execute("COMMIT")
+    with write_turn(state):
+        state.execute("BEGIN IMMEDIATE")
+        try:
+            change = _save(state, workspace_id, journey.name, document, now_us, create_only)
+        except BaseException:
+            state.execute("ROLLBACK")
+            raise
+        state.execute("COMMIT")
     return get(state, workspace_id=workspace_id, name=journey.name), change
 
 
@@ -118,10 +119,11 @@ def listing(state: sqlite3.Connection, *, workspace_id: int, archived: bool) -> 
 def set_status(
     state: sqlite3.Connection, *, workspace_id: int, name: str, status: JourneyStatus
 ) -> JourneyRecord:
-    cursor = state.execute(
-        "UPDATE journeys SET status = ?, updated_at_us = ? WHERE workspace_id = ? AND name = ?",
-        (status.value, to_us(datetime.now(UTC)), workspace_id, name),
-    )
+    with write_turn(state):
+        cursor = state.execute(
+            "UPDATE journeys SET status = ?, updated_at_us = ? WHERE workspace_id = ? AND name = ?",
+            (status.value, to_us(datetime.now(UTC)), workspace_id, name),
+        )
     if cursor.rowcount == 0:
         raise NotFound(f"No journey {name!r} in this workspace; list them with GET /api/journeys.")
     return get(state, workspace_id=workspace_id, name=name)

@@ -345,10 +345,10 @@ class Ledger:
 
     def _by_herald_ids(self, workspace_id: int, values: list[str]) -> dict[str, list[int]]:
         """`_id` values that are Herald customer ids: the (live) customer each names."""
-        wanted = {}
+        wanted: dict[bytes, list[str]] = {}  # one id may come spelt several ways (case, hyphens)
         for value in values:
             try:
-                wanted[uuidlib.UUID(value).bytes] = value
+                wanted.setdefault(uuidlib.UUID(value).bytes, []).append(value)
             except ValueError:
                 continue
         found: dict[str, list[int]] = {}
@@ -360,7 +360,8 @@ class Ledger:
                 (workspace_id, *chunk),
             ).fetchall()
             for herald_id, customer_id, merged_into in rows:
-                found[wanted[herald_id]] = [self.live_id(merged_into or customer_id)]
+                for value in wanted[herald_id]:
+                    found[value] = [self.live_id(merged_into or customer_id)]
         return found
 
     def live_id(self, customer_id: int) -> int:

@@ -249,7 +249,7 @@ class SqliteStore:
         if location is None:
             return None
         return await self._run_state(
-            lambda state, _: customers.processing_of(state, record_id(*location))
+            lambda state, log: customers.processing_of(state, log, record_id(*location))
         )
 
     # -- journeys (the state database) -------------------------------------------------------

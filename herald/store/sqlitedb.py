@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -39,6 +42,9 @@ def migrate(conn: sqlite3.Connection, folder_name: str = "migrations") -> None:
     folder = resources.files("herald.store") / folder_name
     scripts = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
     try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version >= len(scripts):  # the common case: no write lock to wait for
+            return
         conn.execute("BEGIN IMMEDIATE")  # read the version under the write lock: two processes
         (version,) = conn.execute("PRAGMA user_version").fetchone()  # never both migrate
         for number, name in enumerate(scripts, start=1):
@@ -57,6 +63,24 @@ def _statements(script: str) -> list[str]:
     """Split a migration into statements (they hold no semicolons inside literals)."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
     return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+
+
+@contextlib.contextmanager
+def write_turn(conn: sqlite3.Connection) -> Iterator[None]:
+    """Take turns writing the database of `conn` with the other processes, fairly.
+
+    SQLite's own wait for the write lock polls (sleeping up to 100 ms between tries), so a writer
+    that commits and begins again at once (the processor, step after step) can starve the others
+    until their busy timeout. A blocking flock on a file beside the database wakes the waiters as
+    soon as it is released, and the processor asks for it again only after reading its next rows.
+    """
+    (_, _, file_name) = conn.execute("PRAGMA database_list").fetchone()
+    with open(f"{file_name}.turn", "a+b") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)
 
 
 def ensure_store_id(conn: sqlite3.Connection) -> str:
