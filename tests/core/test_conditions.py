@@ -199,3 +199,95 @@ def test_conditions_read_any_mapping_and_leave_it_unchanged() -> None:
 
     assert found is True
     assert values == {"plan": "pro"}
+
+
+@pytest.mark.parametrize(
+    ("field", "op", "value", "expected"),
+    [
+        # a dotted field walks into nested objects
+        ("payload.plan.name", Op.EQ, "pro", True),
+        ("payload.plan.name", Op.EQ, "free", False),
+        ("payload.plan.seats", Op.GT, 4, True),
+        ("payload.plan.seats", Op.LTE, 4, False),
+        ("payload.plan.addons", Op.CONTAINS, "sso", True),
+        ("payload.plan.name", Op.IN, ["team", "pro"], True),
+        (
+            "payload.plan",
+            Op.EQ,
+            {"name": "pro", "seats": 5, "addons": ["sso"], "trial": None},
+            True,
+        ),
+        ("customer.address.geo.country", Op.EQ, "GB", True),
+        ("payload.plan.name", Op.EXISTS, None, True),
+        ("payload.plan.trial", Op.EXISTS, None, False),
+        ("payload.plan.trial", Op.NOT_EXISTS, None, True),
+        ("payload.plan.name", Op.NE, "free", True),
+        # a missing step of the path: absent, whatever is below
+        ("payload.plan.price", Op.EXISTS, None, False),
+        ("payload.plan.price", Op.NOT_EXISTS, None, True),
+        ("payload.plan.price", Op.NE, 10, True),
+        ("payload.billing.currency", Op.EQ, "GBP", False),
+        ("orders.plan.name", Op.EQ, "pro", False),
+        # walking through something that is not an object: absent
+        ("payload.plan.name.first", Op.EXISTS, None, False),
+        ("payload.plan.seats.count", Op.EXISTS, None, False),
+        ("payload.plan.trial.days", Op.EXISTS, None, False),
+        ("payload.plan.addons.0", Op.EQ, "sso", False),  # lists are not indexed
+        # empty parts name no key
+        ("payload..plan", Op.EXISTS, None, False),
+        ("payload.plan.", Op.EXISTS, None, False),
+    ],
+)
+def test_a_dotted_field_walks_into_nested_objects(
+    field: str, op: Op, value: Any, expected: bool
+) -> None:
+    values = {
+        "payload": {"plan": {"name": "pro", "seats": 5, "addons": ["sso"], "trial": None}},
+        "customer": {"address": {"geo": {"country": "GB"}}},
+    }
+
+    assert matches(Condition(field, op, value), values) is expected
+
+
+@pytest.mark.parametrize(
+    ("values", "op", "value", "expected"),
+    [
+        ({"a.b": 1, "a": {"b": 2}}, Op.EQ, 1, True),
+        ({"a.b": 1, "a": {"b": 2}}, Op.EQ, 2, False),
+        ({"a.b": None, "a": {"b": 2}}, Op.EXISTS, None, False),
+        ({"a.b": 1}, Op.EQ, 1, True),
+        ({"a": {"b": 2}}, Op.EQ, 2, True),
+        ({"a.c": 1, "a": {"c": 2}}, Op.EXISTS, None, False),
+    ],
+)
+def test_an_exact_key_with_a_dot_wins_over_walking_the_path(
+    values: dict[str, Any], op: Op, value: Any, expected: bool
+) -> None:
+    assert matches(Condition("a.b", op, value), values) is expected
+
+
+def test_a_dotted_field_leaves_the_nested_values_unchanged() -> None:
+    values = {"payload": {"plan": {"name": "pro"}}}
+
+    found = matches(Condition("payload.plan.name", Op.EQ, "pro"), values)
+
+    assert found is True
+    assert values == {"payload": {"plan": {"name": "pro"}}}
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="BUG: an exact key wins only for the whole field; journeys always read "
+    "{'customer': ..., 'payload': ...} (core/engine.Context.values), so an attribute or payload "
+    "key containing a dot (customer.'address.city') can never match",
+)
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("customer.address.city", {"customer": {"address.city": "Paris"}}),
+        ("customer.address.city.name", {"customer": {"address": {"city.name": "Paris"}}}),
+    ],
+)
+def test_a_key_with_a_dot_below_the_top_level_matches(field: str, values: dict[str, Any]) -> None:
+    assert matches(Condition(field, Op.EQ, "Paris"), values) is True
