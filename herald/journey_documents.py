@@ -13,7 +13,7 @@ import msgspec
 import yaml
 
 from herald.core.events import translate_validation_error
-from herald.core.journeys import STEP_TYPES, Journey, JourneyError, validate
+from herald.core.journeys import STEP_TYPES, Journey, JourneyError, Step, validate
 from herald.errors import InvalidJourney
 from herald.templates import check_template
 
@@ -26,7 +26,7 @@ def from_value(value: Any) -> Journey:
         journey = msgspec.convert(value, Journey)
     except msgspec.ValidationError as exc:
         field, message = translate_validation_error(str(exc))
-        raise _invalid([JourneyError(message, field=field)]) from None
+        raise _invalid(_step_problems(value) or [JourneyError(message, field=field)]) from None
     problems = validate(journey, check_template=check_template)
     if problems:
         raise _invalid(problems)
@@ -47,6 +47,19 @@ def from_yaml(text: str) -> Journey:
             [JourneyError("a journey document is a mapping (name, trigger, start, steps)")]
         )
     return from_value(value)
+
+
+def _step_problems(value: Any) -> list[JourneyError]:
+    """Decode problems inside steps, by step (msgspec's path names a step `[...]`)."""
+    steps = value.get("steps") if isinstance(value, dict) else None
+    problems = []
+    for name, step in (steps or {}).items() if isinstance(steps, dict) else ():
+        try:
+            msgspec.convert(step, Step)
+        except msgspec.ValidationError as exc:
+            field, message = translate_validation_error(str(exc))
+            problems.append(JourneyError(message, step=str(name), field=field))
+    return problems
 
 
 def _step_type_problems(value: Any) -> list[JourneyError]:

@@ -37,6 +37,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 _TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 CUSTOMER_TIMEZONE = "customer"  # a delay's timezone taken from the customer's `timezone` attribute
 MAX_STEPS = 200
+WEBHOOK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_WEBHOOK_TIMEOUT_S = 60.0  # a delivery worker waits at most this long for one receiver
 
 
@@ -194,7 +195,10 @@ def parse_duration(text: str) -> timedelta | None:
     match = _DURATION.match(text)
     if match is None:
         return None
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    except OverflowError:  # more days than a timedelta holds: not a duration anyone means
+        return None
 
 
 def parse_time_of_day(text: str) -> tuple[int, int] | None:
@@ -239,11 +243,15 @@ def validate(journey: Journey, *, check_template: TemplateCheck) -> list[Journey
         )
     if journey.start not in journey.steps:
         errors.append(
-            JourneyError(f"start names {journey.start!r}, which is not a step", field="start")
+            JourneyError(
+                f"start names {journey.start!r}, which is not a step "
+                f"(steps: {', '.join(sorted(journey.steps))})",
+                field="start",
+            )
         )
     for name, step in journey.steps.items():
         errors.extend(_step_errors(name, step, journey, check_template))
-    if not errors:
+    if not errors:  # a broken reference would also make its target look unreachable: one at a time
         errors.extend(_graph_errors(journey))
     return errors
 
@@ -271,7 +279,9 @@ def _own_errors(name: StepName, step: Step) -> Iterator[JourneyError]:
             yield from _webhook_errors(name, step)
         case DelayStep(duration=duration, until=until, timezone=timezone):
             yield from _delay_errors(name, duration, until, timezone)
-        case WaitStep(timeout=timeout, conditions=conditions):
+        case WaitStep(event=awaited, timeout=timeout, conditions=conditions):
+            if not awaited.strip():
+                yield JourneyError("the event to wait for needs a name", name, "event")
             if parse_duration(timeout) is None:
                 yield JourneyError(_duration_hint(timeout), name, "timeout")
             yield from _condition_errors(conditions, name, "conditions")
@@ -287,11 +297,17 @@ def _webhook_errors(name: StepName, step: WebhookStep) -> Iterator[JourneyError]
         yield JourneyError(
             f"url must start with http:// or https://, got {step.url[:60]!r}", name, "url"
         )
-    if step.method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-        yield JourneyError(f"method {step.method!r} is not an HTTP method", name, "method")
+    if step.method.upper() not in WEBHOOK_METHODS:
+        yield JourneyError(
+            f"method {step.method!r} cannot carry a message; "
+            f"use one of {', '.join(WEBHOOK_METHODS)}",
+            name,
+            "method",
+        )
     if not 0 < step.timeout_s <= MAX_WEBHOOK_TIMEOUT_S:
         yield JourneyError(
-            f"timeout_s must be more than 0 and at most {MAX_WEBHOOK_TIMEOUT_S:g}",
+            f"timeout_s must be more than 0 and at most {MAX_WEBHOOK_TIMEOUT_S:g}, "
+            f"got {step.timeout_s:g}",
             name,
             "timeout_s",
         )
@@ -318,13 +334,17 @@ def _graph_errors(journey: Journey) -> Iterator[JourneyError]:
                 f"no step leads to {name!r} from start {journey.start!r}: remove it or link it",
                 step=name,
             )
-    cycle = _cycle_without_pause(journey)
-    if cycle:
+    for loop in _loops_without_pause(journey):
         yield JourneyError(
             "these steps loop without a delay or wait, so a customer would loop forever: "
-            + " -> ".join(cycle),
-            step=cycle[0],
+            + " -> ".join([*loop, loop[0]]),
+            step=loop[0],
         )
+
+
+def _links(journey: Journey, name: StepName) -> list[StepName]:
+    """The steps `name` leads to (references to missing steps are reported elsewhere)."""
+    return [target for _, target in successors(journey.steps[name]) if target in journey.steps]
 
 
 def _reachable(journey: Journey) -> set[StepName]:
@@ -335,31 +355,43 @@ def _reachable(journey: Journey) -> set[StepName]:
         if name in seen:
             continue
         seen.add(name)
-        pending.extend(target for _, target in successors(journey.steps[name]))
+        pending.extend(_links(journey, name))
     return seen
 
 
-def _cycle_without_pause(journey: Journey) -> list[StepName]:
-    """A loop of steps none of which waits, as a path; [] when there is none."""
-    instant = {name for name, step in journey.steps.items() if not isinstance(step, PAUSING)}
-    state: dict[StepName, int] = {}  # 1: on the current path, 2: done
+def _loops_without_pause(journey: Journey) -> list[list[StepName]]:
+    """Each group of steps that can loop among themselves without a delay or wait.
 
-    def visit(name: StepName, path: list[StepName]) -> list[StepName]:
-        state[name] = 1
-        for _, target in successors(journey.steps[name]):
-            if target not in instant:
-                continue
-            if state.get(target) == 1:
-                return [*path[path.index(target) :], target] if target in path else [target]
-            if target not in state and (found := visit(target, [*path, target])):
-                return found
-        state[name] = 2
-        return []
+    The strongly connected components (Tarjan) of the graph of the steps that do not wait.
+    """
+    instant = [name for name, step in journey.steps.items() if not isinstance(step, PAUSING)]
+    links = {name: [t for t in _links(journey, name) if t in instant] for name in instant}
+    index: dict[StepName, int] = {}
+    low: dict[StepName, int] = {}
+    stack: list[StepName] = []
+    loops: list[list[StepName]] = []
+
+    def connect(name: StepName) -> None:
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        for target in links[name]:
+            if target not in index:
+                connect(target)
+                low[name] = min(low[name], low[target])
+            elif target in stack:
+                low[name] = min(low[name], index[target])
+        if low[name] == index[name]:
+            group = []
+            while (member := stack.pop()) != name:
+                group.append(member)
+            group.append(name)
+            if len(group) > 1 or name in links[name]:
+                loops.append(sorted(group))
 
     for name in sorted(instant):
-        if name not in state and (found := visit(name, [name])):
-            return found
-    return []
+        if name not in index:
+            connect(name)
+    return sorted(loops)
 
 
 def _templates(step: Step) -> Iterator[tuple[str, str]]:
@@ -381,7 +413,8 @@ def _condition_errors(
     for group in ("all", "any"):
         for index, condition in enumerate(getattr(conditions, group)):
             where = f"{field}.{group}[{index}]"
-            if not condition.field.startswith(("payload.", "customer.")):
+            prefix, _, rest = condition.field.partition(".")
+            if prefix not in ("payload", "customer") or not rest:
                 yield JourneyError(
                     "field must start with payload. (the event's payload) or customer. "
                     f"(an attribute), got {condition.field!r}",
