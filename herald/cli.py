@@ -167,7 +167,7 @@ def serve(host: str | None, port: int | None) -> None:
         try:
             created = await bootstrap(store, settings)
             if settings.embedded_processor:
-                supervisor = asyncio.create_task(supervise_processor(stop))
+                supervisor = asyncio.create_task(supervise_processor(stop, store))
             _print_welcome(settings, created is not None)
             _tune_gc()
             await server.serve()
@@ -209,11 +209,13 @@ async def _finish(work: Awaitable[None]) -> None:
         raise asyncio.CancelledError
 
 
-async def supervise_processor(stop: asyncio.Event) -> None:
+async def supervise_processor(stop: asyncio.Event, store: Store) -> None:
     """Run `herald processor` as a child until `stop`; restart it if it dies.
 
     The child stops when its stdin closes, so it never outlives this process (even kill -9).
     """
+    from herald.processor.loop import processor_name_prefix
+
     while not stop.is_set():
         child = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -239,6 +241,10 @@ async def supervise_processor(stop: asyncio.Event) -> None:
             child.returncode,
             PROCESSOR_RESTART_S,
         )
+        try:  # its leases would hold its partitions until they ran out: hand them over now
+            await store.release_processor(processor_name_prefix(child.pid))
+        except ServiceError as exc:
+            logger.warning("Could not release the dead processor's partitions: %s", exc.message)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), PROCESSOR_RESTART_S)
 
@@ -257,8 +263,9 @@ async def supervise_processor(stop: asyncio.Event) -> None:
     show_default=True,
     help="Lower this process's CPU priority (serve uses 5: acknowledging events comes first).",
 )
+@click.option("--name", default=None, help="This processor's name (default: host:pid:random).")
 @_friendly
-def processor(stop_on_stdin_eof: bool, nice: int) -> None:
+def processor(stop_on_stdin_eof: bool, nice: int, name: str | None) -> None:
     """Run the processor role alone: attribute events to customers, partition by partition.
 
     Run as many as you like on the same database: they share the partitions through leases
@@ -282,6 +289,7 @@ def processor(stop_on_stdin_eof: bool, nice: int) -> None:
         sqlite_path(settings.database_url),
         synchronous=settings.sqlite_synchronous,
         lease_s=settings.processor_lease_s,
+        name=name,
     )
     worker.open()
     logger.info("Processor %s started on %s", worker.name, settings.database_url)

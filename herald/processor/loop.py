@@ -71,6 +71,11 @@ class _Lane:
     checkpoint: int
 
 
+def processor_name_prefix(pid: int) -> str:
+    """How the names of this host's processor `pid` start (host:pid:random by default)."""
+    return f"{socket.gethostname()}:{pid}:"
+
+
 class LeaseLost(Exception):
     """Raised when a partition this processor held was taken over (its lease had run out)."""
 
@@ -89,7 +94,7 @@ class Processor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.name = name or f"{processor_name_prefix(os.getpid())}{uuid.uuid4().hex[:6]}"
         self._synchronous = synchronous
         self._lease_s = lease_s
         self._max_step_events = max_step_events

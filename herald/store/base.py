@@ -262,6 +262,10 @@ class Store(Protocol):
     ) -> EventProcessing | None:
         """What processing did with the event `uuid`; None while it waits to be processed."""
 
+    async def release_processor(self, name_prefix: str) -> None:
+        """Free the partitions of the processors whose names start with `name_prefix` at once
+        (their process is known to be dead)."""
+
     async def processing_status(self) -> list[PartitionStatus]:
         """Per partition: checkpoint, owner, events and seconds behind."""
 

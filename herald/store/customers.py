@@ -254,6 +254,20 @@ def unique_values(state: sqlite3.Connection, *, workspace_id: int, name: str) ->
         seen.add(text)
 
 
+def release_processor(state: sqlite3.Connection, name_prefix: str) -> None:
+    """Hand the partitions of a dead processor back (the next processor takes them at once)."""
+    mine = "substr({column}, 1, length(?)) = ?"
+    with write_turn(state):
+        state.execute(
+            "UPDATE partitions SET owner = NULL, lease_until_us = 0 WHERE "
+            + mine.format(column="owner"),
+            (name_prefix, name_prefix),
+        )
+        state.execute(
+            "DELETE FROM processors WHERE " + mine.format(column="id"), (name_prefix, name_prefix)
+        )
+
+
 def partition_status(
     state: sqlite3.Connection, log: sqlite3.Connection, *, now: datetime
 ) -> list[PartitionStatus]:

@@ -288,6 +288,9 @@ class SqliteStore:
             )
         )
 
+    async def release_processor(self, name_prefix: str) -> None:
+        await self._run_state(lambda state, _: customers.release_processor(state, name_prefix))
+
     async def processing_status(self) -> list[PartitionStatus]:
         return await self._run_state(
             lambda state, log: customers.partition_status(state, log, now=datetime.now(UTC))

@@ -953,7 +953,9 @@ def test_ctrl_c_stops_serve_and_its_embedded_processor_cleanly(
 def test_serve_restarts_its_embedded_processor_when_it_dies(
     herald: Herald, servers: Servers
 ) -> None:
-    herald = herald.with_settings(HERALD_PROCESSOR_LEASE_S="1")
+    # A lease of 10 minutes: only serve handing the dead child's partitions over lets the new
+    # child take them before this test times out.
+    herald = herald.with_settings(HERALD_PROCESSOR_LEASE_S="600")
     server = servers.start(herald)
     child = embedded_processor_pid(herald, server)
 
