@@ -1,0 +1,1 @@
+"""Outbound delivery adapters: webhook (httpx) and email (SMTP)."""

@@ -1,0 +1,76 @@
+"""Email over SMTP (aiosmtplib): STARTTLS or TLS, optional login, Message-ID = the message id."""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiosmtplib
+
+from herald.channels.base import Delivery, EmailMessage, Result
+
+
+class Security(StrEnum):
+    NONE = "none"  # plain SMTP (a local relay)
+    STARTTLS = "starttls"  # upgrade after connecting (port 587)
+    TLS = "tls"  # TLS from the start (port 465)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    sender: str  # the From address
+    security: Security = Security.STARTTLS
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = 30.0
+    tls_context: ssl.SSLContext | None = None  # default: the system's trust store
+    domain: str = "herald.local"  # the right side of Message-IDs
+
+
+class EmailChannel:
+    """Sends one email per call over a fresh SMTP connection."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self._settings = settings
+
+    async def send(self, message: EmailMessage) -> Delivery:
+        settings = self._settings
+        mail = _compose(message, settings)
+        try:
+            await aiosmtplib.send(
+                mail,
+                hostname=settings.host,
+                port=settings.port,
+                username=settings.username,
+                password=settings.password,
+                use_tls=settings.security is Security.TLS,
+                start_tls=settings.security is Security.STARTTLS,
+                tls_context=settings.tls_context,
+                timeout=settings.timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            return Delivery(Result.FAILED, f"recipient refused: {exc.recipients}")
+        except aiosmtplib.SMTPResponseException as exc:
+            result = Result.FAILED if 500 <= exc.code < 600 else Result.RETRY
+            return Delivery(result, f"SMTP {exc.code}: {exc.message}")
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return Delivery(Result.RETRY, f"{type(exc).__name__}: {exc}")
+        return Delivery(Result.SENT, f"accepted by {settings.host}:{settings.port}")
+
+
+def _compose(message: EmailMessage, settings: SmtpSettings) -> email.message.EmailMessage:
+    mail = email.message.EmailMessage()
+    mail["From"] = settings.sender
+    mail["To"] = message.to
+    mail["Subject"] = message.subject
+    mail["Message-ID"] = f"<{message.id}@{settings.domain}>"
+    mail["Date"] = email.utils.formatdate(localtime=False)
+    mail.set_content(message.body)
+    if message.html is not None:
+        mail.add_alternative(message.html, subtype="html")
+    return mail
