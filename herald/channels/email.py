@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.errors
 import email.message
 import email.utils
 import ssl
@@ -40,7 +41,10 @@ class EmailChannel:
 
     async def send(self, message: EmailMessage) -> Delivery:
         settings = self._settings
-        mail = _compose(message, settings)
+        try:
+            mail = _compose(message, settings)
+        except (ValueError, IndexError, email.errors.HeaderParseError) as exc:
+            return Delivery(Result.FAILED, f"the message cannot be written: {exc}")
         try:
             await aiosmtplib.send(
                 mail,
@@ -54,7 +58,9 @@ class EmailChannel:
                 timeout=settings.timeout_s,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            return Delivery(Result.FAILED, f"recipient refused: {exc.recipients}")
+            codes = [refusal.code for refusal in exc.recipients]
+            result = Result.RETRY if codes and all(400 <= c < 500 for c in codes) else Result.FAILED
+            return Delivery(result, f"recipient refused: {exc.recipients}")
         except aiosmtplib.SMTPResponseException as exc:
             result = Result.FAILED if 500 <= exc.code < 600 else Result.RETRY
             return Delivery(result, f"SMTP {exc.code}: {exc.message}")
@@ -64,6 +70,10 @@ class EmailChannel:
 
 
 def _compose(message: EmailMessage, settings: SmtpSettings) -> email.message.EmailMessage:
+    """The email; ValueError when a header cannot be written or `to` is not one address."""
+    addresses = email.utils.getaddresses([message.to])
+    if len(addresses) != 1 or "@" not in addresses[0][1] or addresses[0][1].endswith("@"):
+        raise ValueError(f"{message.to!r} is not one email address")
     mail = email.message.EmailMessage()
     mail["From"] = settings.sender
     mail["To"] = message.to

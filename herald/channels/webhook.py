@@ -38,14 +38,14 @@ class WebhookChannel:
 
     async def send(self, message: WebhookMessage) -> Delivery:
         body = (message.body or "").encode()
-        headers = {
-            "User-Agent": USER_AGENT,
-            "Content-Type": "application/json",
-            **message.headers,
-            "Idempotency-Key": message.id,
-        }
+        headers = httpx.Headers({"User-Agent": USER_AGENT, "Content-Type": "application/json"})
+        for name, value in message.headers.items():  # case-insensitive: a step's header
+            headers[name] = value  # replaces ours, never doubles it
+        headers["Idempotency-Key"] = message.id  # Herald's own: a step cannot change them
         if message.secret:
             headers[SIGNATURE_HEADER] = signature(message.secret, body, int(self._clock()))
+        elif SIGNATURE_HEADER in headers:
+            del headers[SIGNATURE_HEADER]
         try:
             response = await self._client.request(
                 message.method,
