@@ -17,9 +17,13 @@ from herald.core.journeys import STEP_TYPES, Journey, JourneyError, Step, valida
 from herald.errors import InvalidJourney
 from herald.templates import check_template
 
+NOT_A_MAPPING = "a journey document is a mapping (an object): name, trigger, start, steps"
+
 
 def from_value(value: Any) -> Journey:
     """A decoded JSON/YAML value as a valid Journey; InvalidJourney lists every problem."""
+    if not isinstance(value, dict):
+        raise _invalid([JourneyError(NOT_A_MAPPING)])
     if problems := _step_type_problems(value):
         raise _invalid(problems)
     try:

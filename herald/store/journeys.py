@@ -17,7 +17,7 @@ from herald.store.sqlitedb import from_us, to_us, write_turn
 JOURNEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _decode_journey = msgspec.json.Decoder(Journey).decode
 _encode = msgspec.json.encode
-_COLUMNS = "j.name, j.status, j.version, j.created_at_us, j.updated_at_us, v.definition"
+_COLUMNS = "j.name, j.status, v.version, j.created_at_us, j.updated_at_us, v.definition"
 _FROM = "FROM journeys j JOIN journey_versions v ON v.journey_id = j.id"
 
 
@@ -31,12 +31,11 @@ def save(
             "'.', '-' or '_', starting with a letter or digit.",
             field="name",
         )
-    document = _encode(journey).decode()
     now_us = to_us(datetime.now(UTC))
     with write_turn(state):
         state.execute("BEGIN IMMEDIATE")
         try:
-            change = _save(state, workspace_id, journey.name, document, now_us, create_only)
+            change = _save(state, workspace_id, journey, now_us, create_only)
         except BaseException:
             state.execute("ROLLBACK")
             raise
@@ -47,11 +46,12 @@ def save(
 def _save(
     state: sqlite3.Connection,
     workspace_id: int,
-    name: str,
-    document: str,
+    journey: Journey,
     now_us: int,
     create_only: bool,
 ) -> str:
+    name = journey.name
+    document = _encode(journey).decode()
     row = state.execute(
         "SELECT j.id, j.version, v.definition FROM journeys j JOIN journey_versions v"
         " ON v.journey_id = j.id AND v.version = j.version WHERE j.workspace_id = ? AND j.name = ?",
@@ -71,7 +71,7 @@ def _save(
             "(or `herald journeys apply`)."
         )
     journey_id, version, current = row
-    if current == document:
+    if _decode_journey(current) == journey:  # the same journey, however it was spelt
         return "unchanged"
     _add_version(state, journey_id, version + 1, document, now_us)
     state.execute(
