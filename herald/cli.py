@@ -163,17 +163,19 @@ def serve(host: str | None, port: int | None) -> None:
     async def run() -> None:
         await store.start()
         stop = asyncio.Event()
-        supervisor = None
+        supervisors: list[asyncio.Task[None]] = []
         try:
             created = await bootstrap(store, settings)
             if settings.embedded_processor:
-                supervisor = asyncio.create_task(supervise_processor(stop, store))
+                supervisors.append(asyncio.create_task(supervise_processor(stop, store)))
+            if settings.embedded_delivery:
+                supervisors.append(asyncio.create_task(supervise_child(stop, ["delivery"])))
             _print_welcome(settings, created is not None)
             _tune_gc()
             await server.serve()
         finally:
             stop.set()
-            await _finish(_shut_down(supervisor, store))
+            await _finish(_shut_down(supervisors, store))
 
     try:
         uvloop.run(run())
@@ -184,8 +186,8 @@ def serve(host: str | None, port: int | None) -> None:
         sys.exit(1)
 
 
-async def _shut_down(supervisor: asyncio.Task[None] | None, store: Store) -> None:
-    if supervisor is not None:
+async def _shut_down(supervisors: list[asyncio.Task[None]], store: Store) -> None:
+    for supervisor in supervisors:
         await supervisor
     await store.close()
 
@@ -210,20 +212,34 @@ async def _finish(work: Awaitable[None]) -> None:
 
 
 async def supervise_processor(stop: asyncio.Event, store: Store) -> None:
-    """Run `herald processor` as a child until `stop`; restart it if it dies.
+    """Run `herald processor` as a child until `stop`; restart it if it dies."""
+    from herald.processor.loop import processor_name_prefix
+
+    async def release(pid: int) -> None:  # its leases would hold its partitions until they ran out
+        await store.release_processor(processor_name_prefix(pid))
+
+    await supervise_child(
+        stop, ["processor", f"--nice={EMBEDDED_PROCESSOR_NICE}"], on_death=release
+    )
+
+
+async def supervise_child(
+    stop: asyncio.Event,
+    args: list[str],
+    *,
+    on_death: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
+    """Run `herald ARGS` as a child until `stop`; restart it a second after it dies.
 
     The child stops when its stdin closes, so it never outlives this process (even kill -9).
     """
-    from herald.processor.loop import processor_name_prefix
-
     while not stop.is_set():
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "herald",
-            "processor",
+            *args,
             "--stop-on-stdin-eof",
-            f"--nice={EMBEDDED_PROCESSOR_NICE}",
             stdin=asyncio.subprocess.PIPE,
             start_new_session=True,  # Ctrl-C is serve's to handle; the child follows its stdin
         )
@@ -237,14 +253,16 @@ async def supervise_processor(stop: asyncio.Event, store: Store) -> None:
             return
         stopping.cancel()
         logger.error(
-            "The processor process exited with status %s; restarting it in %s s",
+            "The %s process exited with status %s; restarting it in %s s",
+            args[0],
             child.returncode,
             PROCESSOR_RESTART_S,
         )
-        try:  # its leases would hold its partitions until they ran out: hand them over now
-            await store.release_processor(processor_name_prefix(child.pid))
-        except ServiceError as exc:
-            logger.warning("Could not release the dead processor's partitions: %s", exc.message)
+        if on_death is not None:
+            try:
+                await on_death(child.pid)
+            except ServiceError as exc:
+                logger.warning("Could not clean up after the %s process: %s", args[0], exc.message)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), PROCESSOR_RESTART_S)
 
@@ -299,6 +317,75 @@ def processor(stop_on_stdin_eof: bool, nice: int, name: str | None) -> None:
     finally:
         worker.close()
         logger.info("Processor %s stopped after %d events", worker.name, worker.processed)
+
+
+@main.command()
+@click.option(
+    "--stop-on-stdin-eof",
+    is_flag=True,
+    hidden=True,
+    help="Stop when stdin closes (how serve ties the child's life to its own).",
+)
+@_friendly
+def delivery(stop_on_stdin_eof: bool) -> None:
+    """Run the delivery role alone: send queued webhooks and emails, with retries.
+
+    Email needs HERALD_SMTP_HOST (and _PORT, _SECURITY, _USERNAME, _PASSWORD, _FROM). Set
+    HERALD_EMBEDDED_DELIVERY=0 for serve to leave delivery to processes like this one.
+    """
+    import httpx
+    import uvloop
+
+    from herald.channels.webhook import WebhookChannel
+    from herald.delivery import DeliveryWorker
+    from herald.store import sqlite_path
+
+    settings = _settings()
+    configure_logging(settings)
+    if not settings.database_url.startswith("sqlite://"):
+        raise ConfigError("Delivery runs on SQLite only for now (PostgreSQL is planned).")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, stop.set)
+        if stop_on_stdin_eof:
+            waiter = threading.Event()
+            threading.Thread(target=_stop_at_eof, args=(waiter,), daemon=True).start()
+            loop.run_in_executor(None, waiter.wait).add_done_callback(lambda _: stop.set())
+        async with httpx.AsyncClient() as client:
+            worker = DeliveryWorker(
+                sqlite_path(settings.database_url),
+                webhooks=WebhookChannel(client),
+                email=_email_channel(settings),
+            )
+            worker.open()
+            logger.info("Delivery %s started on %s", worker.name, settings.database_url)
+            try:
+                await worker.run(stop)
+            finally:
+                worker.close()
+                logger.info("Delivery %s stopped after %d messages sent", worker.name, worker.sent)
+
+    uvloop.run(run())
+
+
+def _email_channel(settings: Settings) -> Any:
+    from herald.channels.email import EmailChannel, Security, SmtpSettings
+
+    if settings.smtp_host is None:
+        return None
+    return EmailChannel(
+        SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_from,
+            security=Security(settings.smtp_security),
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+        )
+    )
 
 
 def _stop_at_eof(stop: threading.Event) -> None:

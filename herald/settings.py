@@ -46,6 +46,15 @@ class Settings:
     embedded_processor: bool = True
     # A processor that stops renewing its partition leases loses them after this many seconds.
     processor_lease_s: float = 10.0
+    # serve runs the delivery role (webhooks, email) as a child process; off for `herald delivery`.
+    embedded_delivery: bool = True
+    # Email: none of it is sent until HERALD_SMTP_HOST is set.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # none | starttls | tls
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "herald@localhost"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
@@ -64,17 +73,17 @@ class Settings:
 
     def validate(self) -> None:
         """Fail with a ConfigError naming the setting when a value cannot work."""
-        if self.sqlite_synchronous not in SYNCHRONOUS_MODES:
-            raise ConfigError(
-                f"HERALD_SQLITE_SYNCHRONOUS is {self.sqlite_synchronous!r}; "
-                f"use one of {', '.join(SYNCHRONOUS_MODES)}."
-            )
-        if self.log_format not in ("json", "console"):
-            raise ConfigError(f"HERALD_LOG_FORMAT is {self.log_format!r}; use json or console.")
-        if self.log_level.upper() not in LOG_LEVELS:
-            raise ConfigError(
-                f"HERALD_LOG_LEVEL is {self.log_level!r}; use one of {', '.join(LOG_LEVELS)}."
-            )
+        for name, value, choices in (
+            ("sqlite_synchronous", self.sqlite_synchronous, SYNCHRONOUS_MODES),
+            ("log_format", self.log_format, ("json", "console")),
+            ("log_level", self.log_level.upper(), LOG_LEVELS),
+            ("smtp_security", self.smtp_security, ("none", "starttls", "tls")),
+        ):
+            if value not in choices:
+                raise ConfigError(
+                    f"HERALD_{name.upper()} is {getattr(self, name)!r}; "
+                    f"use one of {', '.join(choices)}."
+                )
         for name in (
             "max_body_bytes",
             "max_batch_events",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 import msgspec
@@ -152,6 +153,49 @@ class JourneyRecord(msgspec.Struct, frozen=True):
     definition: Journey
 
 
+class MessageStatus(StrEnum):
+    QUEUED = "queued"  # waiting for its (next) attempt
+    SENT = "sent"
+    FAILED = "failed"  # a permanent failure, or out of attempts: kept, and can be retried
+
+
+class NewMessage(msgspec.Struct, frozen=True):
+    """A message a journey step sends, rendered, for the outbox."""
+
+    workspace_id: WorkspaceId
+    enrollment_id: str
+    step_number: int
+    journey: str
+    step: str
+    customer_id: str
+    kind: str  # "webhook" or "email"
+    message: dict[str, Any]  # the channel's fields: url, method, headers, body... or to, subject...
+
+
+class OutboxMessage(msgspec.Struct, frozen=True):
+    """A message in the outbox, with where its delivery stands."""
+
+    id: str  # what receivers see: Idempotency-Key, Message-ID
+    journey: str
+    step: str
+    step_number: int
+    enrollment_id: str
+    customer_id: str
+    kind: str
+    message: dict[str, Any]
+    status: MessageStatus
+    attempts: int
+    due_at: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+
+
+class MessagePage(msgspec.Struct, frozen=True):
+    messages: list[OutboxMessage]
+    next_cursor: str | None
+
+
 class Store(Protocol):
     """Persistence for every role; one adapter per database (SQLite embedded, PostgreSQL)."""
 
@@ -290,6 +334,24 @@ class Store(Protocol):
     async def set_journey_status(
         self, workspace_id: WorkspaceId, name: str, status: JourneyStatus
     ) -> JourneyRecord: ...
+
+    async def enqueue_messages(self, messages: list[NewMessage]) -> int:
+        """Put messages in the outbox, once per (enrollment, step number); return how many new."""
+
+    async def list_messages(
+        self,
+        workspace_id: WorkspaceId,
+        *,
+        status: MessageStatus | None,
+        cursor: str | None,
+        limit: int,
+    ) -> MessagePage: ...
+
+    async def get_message(self, workspace_id: WorkspaceId, message_id: str) -> OutboxMessage:
+        """One message; NotFound otherwise."""
+
+    async def retry_message(self, workspace_id: WorkspaceId, message_id: str) -> OutboxMessage:
+        """Queue a failed message again, due now (Conflict unless it failed)."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot serve."""

@@ -25,9 +25,10 @@ from herald.core.conditions import Condition
 from herald.core.events import PARTITIONS, partition_of
 from herald.core.journeys import Journey, JourneyStatus
 from herald.core.keys import KEY_PREFIX_LENGTH, KeyKind, hash_key, key_prefix
+from herald.core.numbers import whole_number
 from herald.core.schema import CustomerSchema
 from herald.errors import Conflict, InvalidRequest, NotFound, ServiceError, StoreUnavailable
-from herald.store import customers, journeys
+from herald.store import customers, journeys, outbox
 from herald.store.base import (
     ApiKey,
     AppendRequest,
@@ -40,6 +41,10 @@ from herald.store.base import (
     EventPage,
     EventProcessing,
     JourneyRecord,
+    MessagePage,
+    MessageStatus,
+    NewMessage,
+    OutboxMessage,
     PartitionStatus,
     QuarantinedEvent,
     StoredEvent,
@@ -64,6 +69,7 @@ from herald.store.sqlitedb import (
     migrate,
     state_path,
     to_us,
+    write_turn,
 )
 from herald.store.writerprocess import ProcessCommitter
 from herald.types import KeyId, WorkspaceId
@@ -290,6 +296,54 @@ class SqliteStore:
 
     async def release_processor(self, name_prefix: str) -> None:
         await self._run_state(lambda state, _: customers.release_processor(state, name_prefix))
+
+    # -- the outbox (the state database) -----------------------------------------------------
+
+    async def enqueue_messages(self, messages: list[NewMessage]) -> int:
+        now_us = to_us(datetime.now(UTC))
+
+        def insert(state: sqlite3.Connection, _: sqlite3.Connection) -> int:
+            with write_turn(state):
+                state.execute("BEGIN IMMEDIATE")
+                try:
+                    added = outbox.enqueue(state, messages, now_us=now_us)
+                except BaseException:
+                    state.execute("ROLLBACK")
+                    raise
+                state.execute("COMMIT")
+            return added
+
+        return await self._run_state(insert)
+
+    async def list_messages(
+        self,
+        workspace_id: WorkspaceId,
+        *,
+        status: MessageStatus | None,
+        cursor: str | None,
+        limit: int,
+    ) -> MessagePage:
+        after = whole_number(cursor) if cursor is not None else 0
+        if after is None:
+            raise InvalidRequest(f"cursor {cursor!r} is not one Herald gave out.", field="cursor")
+        return await self._run_state(
+            lambda state, _: outbox.listing(
+                state, workspace_id=workspace_id, status=status, after=after, limit=limit
+            )
+        )
+
+    async def get_message(self, workspace_id: WorkspaceId, message_id: str) -> OutboxMessage:
+        return await self._run_state(
+            lambda state, _: outbox.get(state, workspace_id=workspace_id, message_id=message_id)
+        )
+
+    async def retry_message(self, workspace_id: WorkspaceId, message_id: str) -> OutboxMessage:
+        now_us = to_us(datetime.now(UTC))
+        return await self._run_state(
+            lambda state, _: outbox.retry(
+                state, workspace_id=workspace_id, message_id=message_id, now_us=now_us
+            )
+        )
 
     async def processing_status(self) -> list[PartitionStatus]:
         return await self._run_state(

@@ -1,0 +1,136 @@
+"""The delivery role: claim due outbox messages, send them through their channel, record each try.
+
+A worker sends up to `concurrency` messages at once (webhooks and SMTP are I/O), retries transient
+failures with exponential backoff and jitter (core/backoff.py), and fails a message for good on a
+permanent error or when it runs out of attempts; failed messages stay, to be retried by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from herald.channels.base import Delivery, EmailMessage, Result, WebhookMessage
+from herald.channels.email import EmailChannel
+from herald.channels.webhook import WebhookChannel
+from herald.core.backoff import MAX_ATTEMPTS, retry_delay_s
+from herald.store import outbox
+from herald.store.base import MessageStatus
+from herald.store.sqlitedb import connect, migrate, state_path
+
+logger = logging.getLogger(__name__)
+
+CLAIM_S = 120.0  # a claimed message is sent again by another worker after this long
+BATCH = 64  # messages claimed at a time
+CONCURRENCY = 32  # messages in flight at once
+IDLE_S = 0.2  # pause when nothing is due
+
+
+class DeliveryWorker:
+    """Sends the outbox of one SQLite state database."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        webhooks: WebhookChannel,
+        email: EmailChannel | None,
+        name: str | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        concurrency: int = CONCURRENCY,
+    ) -> None:
+        self.path = path
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._webhooks = webhooks
+        self._email = email
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._conn: sqlite3.Connection | None = None
+        self.sent = 0
+
+    def open(self) -> None:
+        self._conn = connect(state_path(self.path), synchronous="full")
+        migrate(self._conn, "state_migrations")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def run(self, stop: asyncio.Event, *, idle_s: float = IDLE_S) -> None:
+        """Deliver until `stop` is set."""
+        while not stop.is_set():
+            if not await self.run_once():
+                try:
+                    await asyncio.wait_for(stop.wait(), idle_s)
+                except TimeoutError:
+                    pass
+
+    async def run_once(self) -> int:
+        """Claim, send and record one batch; return how many messages it handled."""
+        conn = self._connection()
+        now_us = self._now_us()
+        claimed = await asyncio.to_thread(
+            outbox.claim_due,
+            conn,
+            worker=self.name,
+            now_us=now_us,
+            claim_us=int(CLAIM_S * 1_000_000),
+            limit=BATCH,
+        )
+        if not claimed:
+            return 0
+        deliveries = await asyncio.gather(*(self._send(item) for item in claimed))
+        now_us = self._now_us()
+        attempts = [
+            self._attempt(item, delivery, now_us)
+            for item, delivery in zip(claimed, deliveries, strict=True)
+        ]
+        await asyncio.to_thread(outbox.record, conn, attempts, worker=self.name, now_us=now_us)
+        self.sent += sum(attempt.status is MessageStatus.SENT for attempt in attempts)
+        return len(claimed)
+
+    async def _send(self, item: outbox.Claimed) -> Delivery:
+        message = item.message
+        async with self._slots:
+            try:
+                if message.kind == "webhook":
+                    return await self._webhooks.send(WebhookMessage(message.id, **message.message))
+                if self._email is None:
+                    return Delivery(
+                        Result.FAILED, "no SMTP server is configured: set HERALD_SMTP_HOST"
+                    )
+                return await self._email.send(EmailMessage(message.id, **message.message))
+            except TypeError as exc:  # a stored message that does not fit its channel
+                return Delivery(Result.FAILED, f"the message cannot be sent: {exc}")
+
+    def _attempt(self, item: outbox.Claimed, delivery: Delivery, now_us: int) -> outbox.Attempt:
+        tries = item.message.attempts + 1
+        if delivery.result is Result.SENT:
+            return outbox.Attempt(item.row_id, MessageStatus.SENT, delivery.detail)
+        if delivery.result is Result.FAILED or tries >= MAX_ATTEMPTS:
+            detail = delivery.detail
+            if delivery.result is Result.RETRY:
+                detail = f"gave up after {tries} attempts; the last: {detail}"
+            logger.warning("Message %s failed: %s", item.message.id, detail)
+            return outbox.Attempt(item.row_id, MessageStatus.FAILED, detail)
+        delay_s = retry_delay_s(tries, rng=self._rng, retry_after_s=delivery.retry_after_s)
+        due_at_us = now_us + int(delay_s * 1_000_000)
+        return outbox.Attempt(item.row_id, MessageStatus.QUEUED, delivery.detail, due_at_us)
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
+
+    def _connection(self) -> sqlite3.Connection:
+        assert self._conn is not None, "open() the worker first"
+        return self._conn
