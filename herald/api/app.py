@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from herald.api import customers, events, ingest, journeys, schema
+from herald.api import customers, events, ingest, journeys, messages, schema
 from herald.api.auth import Authenticator
 from herald.api.errors import json_response, on_http_error, on_service_error, on_unexpected
 from herald.api.metrics import Metrics
@@ -151,6 +151,9 @@ ROUTES = [
     Route("/api/journeys/{name}/pause", journeys.pause, methods=["POST"]),
     Route("/api/journeys/{name}/resume", journeys.resume, methods=["POST"]),
     Route("/api/journeys/{name}/archive", journeys.archive, methods=["POST"]),
+    Route("/api/messages", messages.list_messages, methods=["GET"]),
+    Route("/api/messages/{id}", messages.get_message, methods=["GET"]),
+    Route("/api/messages/{id}/retry", messages.retry_message, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),

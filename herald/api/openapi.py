@@ -33,7 +33,7 @@ from herald.api.schemas import (
 from herald.core.events import WireEvent
 from herald.core.journeys import Journey
 from herald.core.schema import CustomerSchema
-from herald.store.base import JourneyRecord
+from herald.store.base import JourneyRecord, MessagePage, OutboxMessage
 
 
 class BatchRequest(msgspec.Struct):
@@ -72,6 +72,8 @@ _SCHEMAS = (
     JourneyRecord,
     JourneySaved,
     JourneyList,
+    MessagePage,
+    OutboxMessage,
 )
 _REF = "#/components/schemas/{name}"
 
@@ -263,6 +265,7 @@ def _paths() -> dict[str, Any]:
         },
         **_customer_paths(),
         **_journey_paths(),
+        **_message_paths(),
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json(Health, "Up")}}},
         "/readyz": {
             "get": {
@@ -280,6 +283,46 @@ def _body(struct: type) -> dict[str, Any]:
 
 _ID = _param("id", "path", "the customer's id (a UUID, as upsert returns it)", True)
 _NAME = _param("name", "path", "the journey's name", True)
+
+
+def _message_paths() -> dict[str, Any]:
+    message_id = _param("id", "path", "the message's id (its Idempotency-Key / Message-ID)", True)
+    return {
+        "/api/messages": {
+            "get": {
+                "summary": "Journey messages, oldest first (admin key)",
+                "security": _KEY,
+                "parameters": [
+                    _param("status", "query", "queued, sent or failed"),
+                    _CURSOR,
+                    _LIMIT,
+                ],
+                "responses": {"200": _json(MessagePage, "A page"), **_errors(400, 401, 403, 503)},
+            }
+        },
+        "/api/messages/{id}": {
+            "get": {
+                "summary": "One message with its delivery status and last error (admin key)",
+                "security": _KEY,
+                "parameters": [message_id],
+                "responses": {
+                    "200": _json(OutboxMessage, "The message"),
+                    **_errors(401, 403, 404, 503),
+                },
+            }
+        },
+        "/api/messages/{id}/retry": {
+            "post": {
+                "summary": "Send a failed message again, now (admin key)",
+                "security": _KEY,
+                "parameters": [message_id],
+                "responses": {
+                    "200": _json(OutboxMessage, "Queued again"),
+                    **_errors(401, 403, 404, 409, 503),
+                },
+            }
+        },
+    }
 
 
 def _journey_paths() -> dict[str, Any]:
