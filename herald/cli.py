@@ -27,7 +27,7 @@ from rich.table import Table
 
 from herald import __version__
 from herald.cli_customers import customers
-from herald.cli_journeys import journeys
+from herald.cli_journeys import journeys, messages
 from herald.core.keys import KeyKind, format_key
 from herald.core.schema import AttributeType, CustomerSchema
 from herald.errors import ConfigError, ServiceError
@@ -635,6 +635,7 @@ def _change_schema(
 
 main.add_command(customers)
 main.add_command(journeys)
+main.add_command(messages)
 
 
 @main.group()

@@ -1,4 +1,4 @@
-"""`herald journeys`: apply journey documents (YAML files), list, show, pause, resume, archive."""
+"""`herald journeys` (apply documents, list, show, pause, resume, archive) and `herald messages`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from herald.errors import InvalidJourney, ServiceError
 from herald.journey_documents import from_yaml
 from herald.settings import Settings
 from herald.store import open_store
-from herald.store.base import JourneyRecord, Store
+from herald.store.base import JourneyRecord, MessageStatus, OutboxMessage, Store
 
 T = TypeVar("T")
 _WORKSPACE = click.option(
@@ -158,3 +158,58 @@ def _run(work: Callable[[Store], Awaitable[T]]) -> T:
     except ServiceError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def messages() -> None:
+    """Journey messages: list the outbox, retry a failed message."""
+
+
+@messages.command("list")
+@_WORKSPACE
+@click.option(
+    "--status",
+    type=click.Choice([item.value for item in MessageStatus]),
+    default=None,
+    help="Only messages in this state.",
+)
+@click.option("--limit", type=click.IntRange(1, 1_000), default=100, show_default=True)
+def list_messages(workspace_name: str, status: str | None, limit: int) -> None:
+    """List messages, oldest first: id, journey, step, kind, status, attempts, last error."""
+
+    async def work(store: Store) -> list[OutboxMessage]:
+        workspace = await store.get_workspace(workspace_name)
+        page = await store.list_messages(
+            workspace.id,
+            status=MessageStatus(status) if status else None,
+            cursor=None,
+            limit=limit,
+        )
+        return page.messages
+
+    table = Table("id", "journey", "step", "kind", "status", "attempts", "last error")
+    for message in _run(work):
+        table.add_row(
+            message.id,
+            message.journey,
+            message.step,
+            message.kind,
+            message.status.value,
+            str(message.attempts),
+            message.last_error or "",
+        )
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@messages.command("retry")
+@click.argument("message_ids", nargs=-1, required=True)
+@_WORKSPACE
+def retry_messages(message_ids: tuple[str, ...], workspace_name: str) -> None:
+    """Send failed messages again (due now; delivery picks them up within a second)."""
+
+    async def work(store: Store) -> list[OutboxMessage]:
+        workspace = await store.get_workspace(workspace_name)
+        return [await store.retry_message(workspace.id, message_id) for message_id in message_ids]
+
+    for message in _run(work):
+        click.echo(f"{message.id}: {message.status.value}")
