@@ -56,8 +56,11 @@ def apply_event(
     schema: CustomerSchema,
     event: LoggedEvent,
     event_id: int,
-) -> None:
-    """Attribute one event to its customer, apply its identity effects and record the outcome."""
+) -> int:
+    """Attribute one event to its customer, apply its identity effects and record the outcome.
+
+    Returns the customer the event now belongs to.
+    """
     resolved_id = ledger.resolve(
         workspace_id, event.correlation_key, event.correlation_value, schema
     )
@@ -66,7 +69,7 @@ def apply_event(
         # a known customer is attributed to it and changes nothing else.
         ledger.record(event_id, workspace_id, resolved_id, _ATTRIBUTED, None)
         _record_message_status(ledger, event, event_id, workspace_id, resolved_id)
-        return
+        return resolved_id
     payload = event.fields()
     found = Found(
         resolved=ledger.customer(resolved_id, schema) if resolved_id is not None else None,
@@ -93,6 +96,7 @@ def apply_event(
         ledger.set_attributes(customer_id, decision.attributes)
     ledger.record(event_id, workspace_id, customer_id, decision.outcome.value, decision.conflict)
     _record_message_status(ledger, event, event_id, workspace_id, customer_id)
+    return customer_id
 
 
 def _record_message_status(

@@ -41,12 +41,14 @@ from herald.processor.attribution import (
     decode_events,
     lookup_keys,
 )
+from herald.processor.journeys import JourneyRunner
 from herald.store.idindex import unpack_positions
 from herald.store.ledger import Ledger, record_id
-from herald.store.sqlitedb import connect, migrate, state_path, write_turn
+from herald.store.sqlitedb import connect, from_us, migrate, state_path, write_turn
 
 logger = logging.getLogger(__name__)
 
+TIMER_PARTITION = 0  # the processor holding this partition fires journey timers
 PAUSE_S = 0.1  # after a step that was not full: events gather into larger steps
 LEASE_S = 10.0  # a stopped processor's partitions move to another one after this long
 MAX_STEP_EVENTS = (
@@ -62,7 +64,7 @@ MAX_KNOWN_IDS = 500_000  # identifiers remembered across steps (~100 bytes each)
 _decode_schema = msgspec.json.Decoder(CustomerSchema).decode
 
 # seq, request_seq, workspace_id, partition, count, positions, events
-LogRow = tuple[int, int, int, int, int, bytes, bytes]
+LogRow = tuple[int, int, int, int, int, bytes, bytes, int]
 
 
 @dataclass(frozen=True)
@@ -177,15 +179,17 @@ class Processor:
     # -- one step --------------------------------------------------------------------------
 
     def step(self) -> int:
-        """Apply the next chunk of the owned partitions; return how many events it applied."""
+        """Apply the next chunk of the owned partitions; return how many events it applied
+        (plus the journey timers it fired, when it holds partition 0, which runs them)."""
         now = self._clock()
         if now >= self._next_refresh:
             self.refresh_leases()
         if not self._owned:
             return 0
+        fired = self._fire_timers(now) if TIMER_PARTITION in self._owned else 0
         rows = self._fetch()
         if not rows:
-            return 0
+            return fired
         try:
             applied = self._apply(rows, now)
         except LeaseLost as exc:
@@ -193,7 +197,31 @@ class Processor:
             self._next_refresh = 0.0
             return 0
         self.processed += applied
-        return applied
+        return applied + fired
+
+    def _fire_timers(self, now: float) -> int:
+        """Advance the enrollments whose delay or wait is due (one transaction)."""
+        state = self._connection(self._state)
+        now_us = int(now * 1_000_000)
+        due = state.execute(
+            "SELECT 1 FROM enrollments WHERE status = 'waiting' AND due_at_us <= ? LIMIT 1",
+            (now_us,),
+        ).fetchone()
+        if due is None:
+            return 0
+        with write_turn(state):
+            state.execute("BEGIN IMMEDIATE")
+            try:
+                ledger = Ledger(state, now_us, known_ids=self._known_ids)
+                runner = JourneyRunner(state)
+                fired = runner.fire_due(ledger, now=from_us(now_us))
+                ledger.flush()
+                runner.flush(now=from_us(now_us))
+            except BaseException:
+                state.execute("ROLLBACK")
+                raise
+            state.execute("COMMIT")
+        return fired
 
     def drain(self) -> int:
         """Step until the owned partitions are caught up; return the events applied (tests, CLI)."""
@@ -209,7 +237,8 @@ class Processor:
         try:
             lanes = [
                 log.execute(
-                    "SELECT seq, request_seq, workspace_id, partition, count, positions, events"
+                    "SELECT seq, request_seq, workspace_id, partition, count, positions, events,"
+                    " received_at_us"
                     " FROM event_batches WHERE partition = ? AND seq > ? ORDER BY seq LIMIT ?",
                     (partition, checkpoint, self._fetch_rows),
                 ).fetchall()
@@ -244,8 +273,10 @@ class Processor:
             self._check_generation(state)
             rows = [row for row in rows if row[0] > self._owned[row[3]]]
             ledger = Ledger(state, now_us, known_ids=self._known_ids)
-            applied = self._apply_rows(ledger, rows)
+            runner = JourneyRunner(state)
+            applied = self._apply_rows(ledger, runner, rows)
             ledger.flush()
+            runner.flush(now=from_us(now_us))
             self._advance(state, rows, now_us)
             generation = ledger.generation()  # ours included: our own merges are remembered
         except BaseException:
@@ -270,7 +301,7 @@ class Processor:
         self._known_ids.clear()
         self._known_count = 0
 
-    def _apply_rows(self, ledger: Ledger, rows: list[LogRow]) -> int:
+    def _apply_rows(self, ledger: Ledger, runner: JourneyRunner, rows: list[LogRow]) -> int:
         schemas = self._schemas_for({row[2] for row in rows})
         decoded = [decode_events(row[6]) for row in rows]
         wanted: list[tuple[int, str, str]] = []
@@ -286,13 +317,23 @@ class Processor:
         applied = 0
         for row, index, event in _in_commit_order(rows, decoded):
             workspace_id = row[2]
-            apply_event(
+            customer_id = apply_event(
                 ledger,
                 workspace_id=workspace_id,
                 schema=schemas[workspace_id],
                 event=event,
                 event_id=record_id(row[0], index),
             )
+            if runner.wants(workspace_id, event.event):
+                runner.on_event(
+                    ledger,
+                    workspace_id=workspace_id,
+                    customer_id=customer_id,
+                    name=event.event,
+                    source=event.source,
+                    payload=event.fields(),
+                    received_at=from_us(row[7]),
+                )
             applied += 1
         return applied
 
@@ -319,7 +360,7 @@ class Processor:
 
     def _advance(self, state: sqlite3.Connection, rows: list[LogRow], now_us: int) -> None:
         covered: dict[int, tuple[int, int, int]] = {}  # partition -> (first seq, last seq, events)
-        for seq, _, _, partition, count, _, _ in rows:
+        for seq, _, _, partition, count, _, _, _ in rows:
             first, _, events = covered.get(partition, (seq, seq, 0))
             covered[partition] = (first, seq, events + count)
         lease_until_us = now_us + int(self._lease_s * 1_000_000)

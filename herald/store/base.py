@@ -170,6 +170,7 @@ class NewMessage(msgspec.Struct, frozen=True):
     customer_id: str
     kind: str  # "webhook" or "email"
     message: dict[str, Any]  # the channel's fields: url, method, headers, body... or to, subject...
+    error: str | None = None  # why it cannot be sent (a template that would not render): failed
 
 
 class OutboxMessage(msgspec.Struct, frozen=True):

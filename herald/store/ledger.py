@@ -196,6 +196,7 @@ class Ledger:
             "UPDATE event_records SET customer_id = ? WHERE customer_id = ?",
             "UPDATE message_events SET customer_id = ? WHERE customer_id = ?",
             "UPDATE customers SET merged_into = ? WHERE merged_into = ?",
+            "UPDATE enrollments SET customer_id = ? WHERE customer_id = ?",
         ):
             self.conn.execute(statement, (target_id, source_id))
 
@@ -203,7 +204,7 @@ class Ledger:
         """Remove a customer, its keys and its event records (the log itself is kept)."""
         self.flush()
         self.conn.execute("DELETE FROM customer_keys WHERE customer_id = ?", (customer_id,))
-        for table in ("event_records", "message_events"):
+        for table in ("event_records", "message_events", "enrollments"):
             self.conn.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
         self.conn.execute(
             "DELETE FROM customers WHERE id = ? OR merged_into = ?", (customer_id, customer_id)

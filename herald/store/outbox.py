@@ -50,8 +50,8 @@ def enqueue(state: sqlite3.Connection, messages: Sequence[NewMessage], *, now_us
     before = state.total_changes
     state.executemany(
         "INSERT OR IGNORE INTO outbox (message_id, workspace_id, enrollment_id, step_number,"
-        " journey, step, customer_id, kind, message, status, due_at_us, created_at_us)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " journey, step, customer_id, kind, message, status, due_at_us, created_at_us,"
+        " last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 str(uuidlib.uuid4()),
@@ -63,9 +63,10 @@ def enqueue(state: sqlite3.Connection, messages: Sequence[NewMessage], *, now_us
                 item.customer_id,
                 item.kind,
                 _encode(item.message).decode(),
-                MessageStatus.QUEUED.value,
+                (MessageStatus.FAILED if item.error else MessageStatus.QUEUED).value,
                 now_us,
                 now_us,
+                item.error,
             )
             for item in messages
         ],
