@@ -133,6 +133,7 @@ def test_the_seeds_identify_then_trigger_sends_one_webhook_and_one_email(
     assert webhook["headers"]["Herald-Signature"].startswith("t=")
     [envelope] = mailbox.envelopes
     assert envelope.rcpt_tos == ["example@youremail.com"]
+    assert isinstance(envelope.content, bytes)
     mail = email.message_from_bytes(envelope.content)
     assert mail["Subject"] == "Hello example@youremail.com"
     assert mail["From"] == "journeys@example.com"
