@@ -20,7 +20,7 @@ from herald.errors import InvalidJourney, ServiceError
 from herald.journey_documents import from_yaml
 from herald.settings import Settings
 from herald.store import open_store
-from herald.store.base import JourneyRecord, MessageStatus, OutboxMessage, Store
+from herald.store.base import JourneyRecord, JourneyStats, MessageStatus, OutboxMessage, Store
 
 T = TypeVar("T")
 _WORKSPACE = click.option(
@@ -102,6 +102,39 @@ def show(name: str, workspace_name: str, version: int | None, as_json: bool) -> 
     else:
         click.echo(f"# {record.name} version {record.version}, {record.status.value}")
         click.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
+
+
+@journeys.command("stats")
+@click.argument("name")
+@_WORKSPACE
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of tables.")
+def stats(name: str, workspace_name: str, as_json: bool) -> None:
+    """Show a journey's figures: customers entered, waiting, completed, exited; per step."""
+
+    async def work(store: Store) -> JourneyStats:
+        workspace = await store.get_workspace(workspace_name)
+        return await store.journey_stats(workspace.id, name)
+
+    figures = _run(work)
+    if as_json:
+        click.echo(msgspec.json.encode(figures).decode())
+        return
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(
+        f"{figures.name} (version {figures.version}, {figures.status.value}): "
+        f"{figures.entered} entered, {figures.waiting} waiting, "
+        f"{figures.completed} completed, {figures.exited} exited"
+    )
+    table = Table("step", "entered", "waiting", "queued", "sent", "failed")
+    for step in figures.steps:
+        table.add_row(
+            step.step,
+            *(
+                str(value)
+                for value in (step.entered, step.waiting, step.queued, step.sent, step.failed)
+            ),
+        )
+    console.print(table)
 
 
 def _status_command(status: JourneyStatus, verb: str, help_text: str) -> None:

@@ -17,6 +17,7 @@ from herald.api.schemas import (
     CustomerEventsOut,
     CustomerList,
     DeletedCustomer,
+    EnrollmentList,
     UpsertedCustomer,
 )
 from herald.api.state import AppState
@@ -190,3 +191,10 @@ def _customer_id(request: Request) -> str:
     if text in ("upsert", "read", "delete", "search"):  # POST routes asked with another method
         raise HTTPException(405, headers={"Allow": "POST"})
     return text
+
+
+async def customer_journeys(request: Request) -> Response:
+    state: AppState = request.app.state.herald
+    key = await state.auth.authenticate(request, admin=True)
+    enrollments = await state.store.customer_journeys(key.workspace.id, _customer_id(request))
+    return json_response(EnrollmentList(enrollments))

@@ -89,3 +89,11 @@ async def _set_status(request: Request, status: JourneyStatus) -> Response:
         key.workspace.id, request.path_params["name"], status
     )
     return json_response(record)
+
+
+async def stats(request: Request) -> Response:
+    state: AppState = request.app.state.herald
+    key = await state.auth.authenticate(request, admin=True)
+    return json_response(
+        await state.store.journey_stats(key.workspace.id, request.path_params["name"])
+    )

@@ -18,6 +18,7 @@ from herald.api.schemas import (
     CustomerList,
     CustomerOut,
     DeletedCustomer,
+    EnrollmentList,
     ErrorBody,
     EventList,
     EventOut,
@@ -33,7 +34,7 @@ from herald.api.schemas import (
 from herald.core.events import WireEvent
 from herald.core.journeys import Journey
 from herald.core.schema import CustomerSchema
-from herald.store.base import JourneyRecord, MessagePage, OutboxMessage
+from herald.store.base import JourneyRecord, JourneyStats, MessagePage, OutboxMessage
 
 
 class BatchRequest(msgspec.Struct):
@@ -74,6 +75,8 @@ _SCHEMAS = (
     JourneyList,
     MessagePage,
     OutboxMessage,
+    JourneyStats,
+    EnrollmentList,
 )
 _REF = "#/components/schemas/{name}"
 
@@ -376,6 +379,17 @@ def _journey_paths() -> dict[str, Any]:
                 },
             },
         },
+        "/api/journeys/{name}/stats": {
+            "get": {
+                "summary": "Enrollments by state; per step: entered, waiting, messages (admin key)",
+                "security": _KEY,
+                "parameters": [_NAME],
+                "responses": {
+                    "200": _json(JourneyStats, "The figures"),
+                    **_errors(401, 403, 404, 503),
+                },
+            }
+        },
         "/api/journeys/{name}/pause": {"post": {"summary": "Stop new entries", **status_change}},
         "/api/journeys/{name}/resume": {"post": {"summary": "Take entries again", **status_change}},
         "/api/journeys/{name}/archive": {"post": {"summary": "Retire a journey", **status_change}},
@@ -449,6 +463,17 @@ def _customer_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json(CustomerList, "A page of matching customers"),
                     **_errors(400, 401, 403, 413, 415, 503),
+                },
+            }
+        },
+        "/api/customers/{id}/journeys": {
+            "get": {
+                "summary": "A customer's journeys, newest first (admin key)",
+                "security": _KEY,
+                "parameters": [_ID],
+                "responses": {
+                    "200": _json(EnrollmentList, "Its enrollments"),
+                    **_errors(401, 403, 404, 503),
                 },
             }
         },

@@ -9,7 +9,7 @@ import msgspec
 
 from herald.core.events import EventError
 from herald.core.journeys import JourneyError
-from herald.store.base import CustomerRecord, JourneyRecord
+from herald.store.base import CustomerRecord, EnrollmentRecord, JourneyRecord
 
 
 class IngestResult(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -156,3 +156,9 @@ class JourneySaved(msgspec.Struct, frozen=True):
 
 class JourneyList(msgspec.Struct, frozen=True):
     journeys: list[JourneyRecord]
+
+
+class EnrollmentList(msgspec.Struct, frozen=True):
+    """A customer's journeys, newest first."""
+
+    enrollments: list[EnrollmentRecord]

@@ -65,6 +65,7 @@ class JourneyRunner:
     _awaited: dict[int, set[str]] = field(default_factory=dict)
     _versions: dict[tuple[int, int], Journey] = field(default_factory=dict)
     messages: list[NewMessage] = field(default_factory=list)
+    _step_counts: dict[tuple[int, str], int] = field(default_factory=dict)
 
     def wants(self, workspace_id: int, event_name: str) -> bool:
         """Whether an event of this name can enter or wake anyone (cheap: most cannot)."""
@@ -142,6 +143,12 @@ class JourneyRunner:
         """Queue the rendered messages (inside the step's transaction)."""
         outbox.enqueue(self.conn, self.messages, now_us=to_us(now))
         self.messages.clear()
+        self.conn.executemany(
+            "INSERT INTO journey_step_counts (journey_id, step, entered) VALUES (?, ?, ?)"
+            " ON CONFLICT (journey_id, step) DO UPDATE SET entered = entered + excluded.entered",
+            [(journey_id, step, count) for (journey_id, step), count in self._step_counts.items()],
+        )
+        self._step_counts.clear()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -241,6 +248,9 @@ class JourneyRunner:
         now: datetime,
     ) -> None:
         enrollment = outcome.enrollment
+        for step in outcome.path:
+            key = (journey_id, step)
+            self._step_counts[key] = self._step_counts.get(key, 0) + 1
         self.conn.execute(
             "UPDATE enrollments SET status = ?, step = ?, due_at_us = ?, awaiting = ?,"
             " steps_taken = ?, updated_at_us = ? WHERE id = ?",

@@ -197,6 +197,43 @@ class MessagePage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+class StepStats(msgspec.Struct, frozen=True):
+    """One step: how often customers reached it, how many wait there now, its messages."""
+
+    step: str
+    entered: int
+    waiting: int
+    queued: int
+    sent: int
+    failed: int
+
+
+class JourneyStats(msgspec.Struct, frozen=True):
+    """A journey's enrollments by state, and each step's figures (all versions together)."""
+
+    name: str
+    version: int
+    status: JourneyStatus
+    entered: int
+    waiting: int
+    completed: int
+    exited: int
+    steps: list[StepStats]
+
+
+class EnrollmentRecord(msgspec.Struct, frozen=True):
+    """One of a customer's journeys: where it stands."""
+
+    id: str
+    journey: str
+    version: int
+    status: str
+    step: str | None
+    due_at: datetime | None
+    entered_at: datetime
+    updated_at: datetime
+
+
 class Store(Protocol):
     """Persistence for every role; one adapter per database (SQLite embedded, PostgreSQL)."""
 
@@ -353,6 +390,14 @@ class Store(Protocol):
 
     async def retry_message(self, workspace_id: WorkspaceId, message_id: str) -> OutboxMessage:
         """Queue a failed message again, due now (Conflict unless it failed)."""
+
+    async def journey_stats(self, workspace_id: WorkspaceId, name: str) -> JourneyStats:
+        """Entered, waiting, completed, exited; per step, and its messages by status."""
+
+    async def customer_journeys(
+        self, workspace_id: WorkspaceId, customer_id: str
+    ) -> list[EnrollmentRecord]:
+        """A customer's enrollments, newest first (a merged-away id gives the merged customer's)."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot serve."""

@@ -130,6 +130,11 @@ def _internal_id(state: sqlite3.Connection, workspace_id: int, herald_id: str) -
     return int(row[0])
 
 
+def live_id(state: sqlite3.Connection, *, workspace_id: int, herald_id: str) -> int:
+    """The internal id of the customer a public id names now (following merges)."""
+    return int(_live_row(state, workspace_id, _internal_id(state, workspace_id, herald_id))[0])
+
+
 def _live_row(state: sqlite3.Connection, workspace_id: int, customer_id: int) -> tuple[Any, ...]:
     for _ in range(MAX_MERGE_CHAIN):
         row = state.execute(

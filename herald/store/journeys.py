@@ -11,7 +11,7 @@ import msgspec
 
 from herald.core.journeys import Journey, JourneyStatus
 from herald.errors import Conflict, InvalidRequest, NotFound
-from herald.store.base import JourneyRecord
+from herald.store.base import EnrollmentRecord, JourneyRecord, JourneyStats, StepStats
 from herald.store.sqlitedb import from_us, to_us, write_turn
 
 JOURNEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -138,3 +138,82 @@ def _record(row: tuple[Any, ...]) -> JourneyRecord:
         updated_at=from_us(row[4]),
         definition=_decode_journey(row[5]),
     )
+
+
+def stats(state: sqlite3.Connection, *, workspace_id: int, name: str) -> JourneyStats:
+    """A journey's figures from its enrollments, step counts and outbox (all versions)."""
+    record = get(state, workspace_id=workspace_id, name=name)
+    (journey_id,) = state.execute(
+        "SELECT id FROM journeys WHERE workspace_id = ? AND name = ?", (workspace_id, name)
+    ).fetchone()
+    by_status = dict(
+        state.execute(
+            "SELECT status, count(*) FROM enrollments WHERE journey_id = ? GROUP BY status",
+            (journey_id,),
+        ).fetchall()
+    )
+    entered = dict(
+        state.execute(
+            "SELECT step, entered FROM journey_step_counts WHERE journey_id = ?", (journey_id,)
+        ).fetchall()
+    )
+    waiting = dict(
+        state.execute(
+            "SELECT step, count(*) FROM enrollments WHERE journey_id = ? AND status = 'waiting'"
+            " GROUP BY step",
+            (journey_id,),
+        ).fetchall()
+    )
+    messages: dict[tuple[str, str], int] = {
+        (step, status): count
+        for step, status, count in state.execute(
+            "SELECT step, status, count(*) FROM outbox WHERE workspace_id = ? AND journey = ?"
+            " GROUP BY step, status",
+            (workspace_id, name),
+        )
+    }
+    steps = [
+        StepStats(
+            step=step,
+            entered=entered.get(step, 0),
+            waiting=waiting.get(step, 0),
+            queued=messages.get((step, "queued"), 0),
+            sent=messages.get((step, "sent"), 0),
+            failed=messages.get((step, "failed"), 0),
+        )
+        for step in record.definition.steps
+    ]
+    return JourneyStats(
+        name=record.name,
+        version=record.version,
+        status=record.status,
+        entered=sum(by_status.values()),
+        waiting=by_status.get("waiting", 0),
+        completed=by_status.get("completed", 0),
+        exited=by_status.get("exited", 0),
+        steps=steps,
+    )
+
+
+def enrollments_of(
+    state: sqlite3.Connection, *, workspace_id: int, customer_id: int
+) -> list[EnrollmentRecord]:
+    rows = state.execute(
+        "SELECT id, journey, version, status, step, due_at_us, entered_at_us, updated_at_us"
+        " FROM enrollments WHERE workspace_id = ? AND customer_id = ?"
+        " ORDER BY entered_at_us DESC, id",
+        (workspace_id, customer_id),
+    )
+    return [
+        EnrollmentRecord(
+            id=row[0],
+            journey=row[1],
+            version=row[2],
+            status=row[3],
+            step=row[4],
+            due_at=from_us(row[5]) if row[5] is not None else None,
+            entered_at=from_us(row[6]),
+            updated_at=from_us(row[7]),
+        )
+        for row in rows
+    ]

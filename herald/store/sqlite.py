@@ -37,10 +37,12 @@ from herald.store.base import (
     CustomerEventPage,
     CustomerPage,
     CustomerRecord,
+    EnrollmentRecord,
     EventFilter,
     EventPage,
     EventProcessing,
     JourneyRecord,
+    JourneyStats,
     MessagePage,
     MessageStatus,
     NewMessage,
@@ -344,6 +346,20 @@ class SqliteStore:
                 state, workspace_id=workspace_id, message_id=message_id, now_us=now_us
             )
         )
+
+    async def journey_stats(self, workspace_id: WorkspaceId, name: str) -> JourneyStats:
+        return await self._run_state(
+            lambda state, _: journeys.stats(state, workspace_id=workspace_id, name=name)
+        )
+
+    async def customer_journeys(
+        self, workspace_id: WorkspaceId, customer_id: str
+    ) -> list[EnrollmentRecord]:
+        def select(state: sqlite3.Connection, _: sqlite3.Connection) -> list[EnrollmentRecord]:
+            internal = customers.live_id(state, workspace_id=workspace_id, herald_id=customer_id)
+            return journeys.enrollments_of(state, workspace_id=workspace_id, customer_id=internal)
+
+        return await self._run_state(select)
 
     async def processing_status(self) -> list[PartitionStatus]:
         return await self._run_state(
