@@ -169,7 +169,7 @@ def serve(host: str | None, port: int | None) -> None:
             if settings.embedded_processor:
                 supervisors.append(asyncio.create_task(supervise_processor(stop, store)))
             if settings.embedded_delivery:
-                supervisors.append(asyncio.create_task(supervise_child(stop, ["delivery"])))
+                supervisors.append(asyncio.create_task(supervise_delivery(stop, store)))
             _print_welcome(settings, created is not None)
             _tune_gc()
             await server.serve()
@@ -221,6 +221,16 @@ async def supervise_processor(stop: asyncio.Event, store: Store) -> None:
     await supervise_child(
         stop, ["processor", f"--nice={EMBEDDED_PROCESSOR_NICE}"], on_death=release
     )
+
+
+async def supervise_delivery(stop: asyncio.Event, store: Store) -> None:
+    """Run `herald delivery` as a child until `stop`; restart it if it dies."""
+    from herald.processor.loop import processor_name_prefix
+
+    async def release(pid: int) -> None:  # its claims would hold its messages until they ran out
+        await store.release_deliveries(processor_name_prefix(pid))
+
+    await supervise_child(stop, ["delivery"], on_death=release)
 
 
 async def supervise_child(
@@ -302,7 +312,7 @@ def processor(stop_on_stdin_eof: bool, nice: int, name: str | None) -> None:
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
     if stop_on_stdin_eof:
-        threading.Thread(target=_stop_at_eof, args=(stop,), daemon=True).start()
+        threading.Thread(target=_stop_at_eof, args=(stop.set,), daemon=True).start()
     worker = Processor(
         sqlite_path(settings.database_url),
         synchronous=settings.sqlite_synchronous,
@@ -350,10 +360,12 @@ def delivery(stop_on_stdin_eof: bool) -> None:
         loop = asyncio.get_running_loop()
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, stop.set)
-        if stop_on_stdin_eof:
-            waiter = threading.Event()
-            threading.Thread(target=_stop_at_eof, args=(waiter,), daemon=True).start()
-            loop.run_in_executor(None, waiter.wait).add_done_callback(lambda _: stop.set())
+        if stop_on_stdin_eof:  # a daemon thread: nothing waits for it at shutdown
+            threading.Thread(
+                target=_stop_at_eof,
+                args=(lambda: loop.call_soon_threadsafe(stop.set),),
+                daemon=True,
+            ).start()
         async with httpx.AsyncClient() as client:
             worker = DeliveryWorker(
                 sqlite_path(settings.database_url),
@@ -388,12 +400,12 @@ def _email_channel(settings: Settings) -> Any:
     )
 
 
-def _stop_at_eof(stop: threading.Event) -> None:
+def _stop_at_eof(stop: Callable[[], object]) -> None:
     # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds its lock, and
     # the interpreter then fails to shut down.
     while os.read(sys.stdin.fileno(), 4096):
         pass
-    stop.set()
+    stop()
 
 
 @main.command()

@@ -376,6 +376,10 @@ class Store(Protocol):
     async def enqueue_messages(self, messages: list[NewMessage]) -> int:
         """Put messages in the outbox, once per (enrollment, step number); return how many new."""
 
+    async def release_deliveries(self, name_prefix: str) -> int:
+        """Free the outbox claims of delivery workers known dead (names starting with the prefix):
+        their messages go out again at once instead of when the claims run out."""
+
     async def list_messages(
         self,
         workspace_id: WorkspaceId,

@@ -122,6 +122,16 @@ def record(
         return state.total_changes - before
 
 
+def release(state: sqlite3.Connection, *, worker_prefix: str) -> int:
+    """Free the claims of dead workers (names starting with `worker_prefix`); return how many."""
+    with write_turn(state):
+        return state.execute(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until_us = 0"
+            " WHERE substr(claimed_by, 1, length(?)) = ?",
+            (worker_prefix, worker_prefix),
+        ).rowcount
+
+
 def listing(
     state: sqlite3.Connection,
     *,

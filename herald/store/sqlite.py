@@ -317,6 +317,11 @@ class SqliteStore:
 
         return await self._run_state(insert)
 
+    async def release_deliveries(self, name_prefix: str) -> int:
+        return await self._run_state(
+            lambda state, _: outbox.release(state, worker_prefix=name_prefix)
+        )
+
     async def list_messages(
         self,
         workspace_id: WorkspaceId,

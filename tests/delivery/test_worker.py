@@ -1,0 +1,314 @@
+"""The delivery worker, driven round by round with `run_once()` on a clock moved by hand, against
+a real HTTP receiver and a real SMTP server: retries with backoff, permanent failures, claims."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import random
+from datetime import datetime
+
+import httpx
+
+from herald.channels.email import EmailChannel, Security, SmtpSettings
+from herald.core.backoff import MAX_ATTEMPTS, retry_delay_s
+from herald.delivery import CLAIM_S
+from herald.store.base import MessageStatus
+from herald.store.sqlite import SqliteStore
+from herald.types import WorkspaceId
+from tests.channels.conftest import HANG, LOCALHOST, Receiver, Reply, SmtpServer
+from tests.delivery.conftest import (
+    SEED,
+    Clock,
+    MakeWorker,
+    a_webhook,
+    an_email,
+    enqueue_one,
+    new_message,
+    until_requests,
+)
+
+
+def seconds(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+# -- retries, failures, backoff --------------------------------------------------------------
+
+
+async def test_a_webhook_answered_503_503_200_is_sent_on_the_third_try_with_one_idempotency_key(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    clock: Clock,
+    make_worker: MakeWorker,
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
+    receiver.answer(Reply(503), Reply(503), Reply(200))
+    worker = make_worker()
+    expected = random.Random(SEED)
+    dues: list[float] = []
+
+    for attempt in (1, 2):
+        started_at = clock.now
+        assert await worker.run_once() == 1
+        message = await store.get_message(workspace, message_id)
+        assert (message.status, message.attempts) == (MessageStatus.QUEUED, attempt)
+        assert message.last_error == "HTTP 503"
+        delay_s = retry_delay_s(attempt, rng=expected)
+        assert abs(seconds(message.due_at) - (started_at + delay_s)) < 1e-5
+        dues.append(seconds(message.due_at))
+        assert await worker.run_once() == 0  # not due yet: nothing is sent early
+        clock.now = seconds(message.due_at) + 1e-5
+    assert await worker.run_once() == 1
+
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts, message.last_error) == (MessageStatus.SENT, 3, None)
+    assert message.sent_at is not None and abs(seconds(message.sent_at) - clock.now) < 1e-5
+    assert [request.header("Idempotency-Key") for request in receiver.requests] == [message_id] * 3
+    assert dues[0] < dues[1]
+
+
+async def test_a_webhook_answered_400_fails_after_one_try_naming_the_status(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    clock: Clock,
+    make_worker: MakeWorker,
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
+    receiver.answer(Reply(400, body=b"no such customer"))
+    worker = make_worker()
+
+    assert await worker.run_once() == 1
+    clock.advance(10 * 3_600)
+    assert await worker.run_once() == 0
+
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts) == (MessageStatus.FAILED, 1)
+    assert message.last_error is not None and "400" in message.last_error
+    assert "no such customer" in message.last_error
+    assert len(receiver.requests) == 1
+
+
+async def test_retry_after_of_a_503_is_a_floor_for_the_next_attempt(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    clock: Clock,
+    make_worker: MakeWorker,
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
+    receiver.answer(Reply(503, headers=(("Retry-After", "120"),)))
+    worker = make_worker()
+    started_at = clock.now
+
+    await worker.run_once()
+
+    message = await store.get_message(workspace, message_id)
+    assert message.status is MessageStatus.QUEUED
+    assert seconds(message.due_at) >= started_at + 120
+    clock.now = started_at + 119
+    assert await worker.run_once() == 0
+    clock.now = seconds(message.due_at) + 1e-5
+    assert await worker.run_once() == 1
+    assert (await store.get_message(workspace, message_id)).status is MessageStatus.SENT
+
+
+async def test_a_429_with_retry_after_is_retried_no_earlier_than_it_asks(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    clock: Clock,
+    make_worker: MakeWorker,
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
+    receiver.answer(Reply(429, headers=(("Retry-After", "30"),)))
+    started_at = clock.now
+
+    await make_worker().run_once()
+
+    message = await store.get_message(workspace, message_id)
+    assert message.status is MessageStatus.QUEUED
+    assert seconds(message.due_at) >= started_at + 30
+
+
+async def test_a_webhook_that_keeps_failing_fails_for_good_after_max_attempts(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    clock: Clock,
+    make_worker: MakeWorker,
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
+    receiver.answer(*[Reply(503)] * (MAX_ATTEMPTS + 1))
+    worker = make_worker()
+
+    for _ in range(MAX_ATTEMPTS):
+        assert await worker.run_once() == 1
+        clock.now = seconds((await store.get_message(workspace, message_id)).due_at) + 1e-5
+    clock.advance(10 * 3_600)
+    assert await worker.run_once() == 0
+
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts) == (MessageStatus.FAILED, MAX_ATTEMPTS)
+    assert message.last_error is not None
+    assert message.last_error.startswith(f"gave up after {MAX_ATTEMPTS} attempts")
+    assert "HTTP 503" in message.last_error
+    assert len(receiver.requests) == MAX_ATTEMPTS
+
+
+async def test_an_unreachable_receiver_is_retried(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    closed_port: int,
+    make_worker: MakeWorker,
+) -> None:
+    url = f"http://{LOCALHOST}:{closed_port}/hook"
+    message_id = await enqueue_one(store, new_message(workspace, a_webhook(url)))
+
+    await make_worker().run_once()
+
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts) == (MessageStatus.QUEUED, 1)
+    assert message.last_error is not None and "Connect" in message.last_error
+
+
+async def test_a_stored_message_that_does_not_fit_its_channel_fails_saying_so(
+    store: SqliteStore, workspace: WorkspaceId, make_worker: MakeWorker
+) -> None:
+    message_id = await enqueue_one(
+        store, new_message(workspace, {"url": "http://x", "colour": "red"})
+    )
+
+    await make_worker().run_once()
+
+    message = await store.get_message(workspace, message_id)
+    assert message.status is MessageStatus.FAILED
+    assert message.last_error is not None and "cannot be sent" in message.last_error
+
+
+# -- email ------------------------------------------------------------------------------------
+
+
+async def test_an_email_without_an_smtp_server_fails_naming_herald_smtp_host(
+    store: SqliteStore, workspace: WorkspaceId, make_worker: MakeWorker
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, an_email(), kind="email"))
+
+    assert await make_worker(email=None).run_once() == 1
+
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts) == (MessageStatus.FAILED, 1)
+    assert message.last_error is not None and "HERALD_SMTP_HOST" in message.last_error
+
+
+async def test_an_email_arrives_at_a_real_smtp_server_with_the_message_id(
+    store: SqliteStore, workspace: WorkspaceId, smtp: SmtpServer, make_worker: MakeWorker
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, an_email(), kind="email"))
+    channel = EmailChannel(
+        SmtpSettings(
+            host=LOCALHOST,
+            port=smtp.port,
+            sender="herald@example.com",
+            security=Security.NONE,
+            domain="mail.example.com",
+        )
+    )
+
+    assert await make_worker(email=channel).run_once() == 1
+
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts) == (MessageStatus.SENT, 1)
+    (envelope,) = smtp.mailbox.envelopes
+    assert envelope.rcpt_tos == ["ada@example.com"]
+    assert isinstance(envelope.content, bytes)
+    mail = email.message_from_bytes(envelope.content)
+    assert mail["Message-ID"] == f"<{message_id}@mail.example.com>"
+    assert mail["Subject"] == "Welcome"
+
+
+# -- claims -----------------------------------------------------------------------------------
+
+
+async def test_two_workers_in_the_same_round_never_send_the_same_message(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    make_worker: MakeWorker,
+) -> None:
+    messages = [new_message(workspace, a_webhook(receiver.url())) for _ in range(100)]
+    await store.enqueue_messages(messages)
+    first, second = make_worker("worker-a"), make_worker("worker-b")
+
+    handled = await asyncio.gather(first.run_once(), second.run_once())
+
+    keys = [request.header("Idempotency-Key") for request in receiver.requests]
+    assert sum(handled) == 100 and min(handled) > 0
+    assert len(keys) == len(set(keys)) == 100
+    page = await store.list_messages(workspace, status=MessageStatus.SENT, cursor=None, limit=200)
+    assert {message.id for message in page.messages} == set(keys)
+    assert {message.attempts for message in page.messages} == {1}
+
+
+async def test_a_dead_workers_claim_is_taken_over_only_after_claim_s_with_the_same_key(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    clock: Clock,
+    make_worker: MakeWorker,
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
+    receiver.answer(HANG)
+    dying = asyncio.create_task(make_worker("worker-a").run_once())
+    await until_requests(receiver, 1)
+    dying.cancel()  # dies mid-send: claimed, never recorded
+    with contextlib.suppress(asyncio.CancelledError):
+        await dying
+    survivor = make_worker("worker-b")
+
+    clock.advance(CLAIM_S)
+    at_claim_end = await survivor.run_once()
+    clock.advance(0.001)
+    after_claim_end = await survivor.run_once()
+
+    assert (at_claim_end, after_claim_end) == (0, 1)
+    keys = [request.header("Idempotency-Key") for request in receiver.requests]
+    assert keys == [message_id, message_id]
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts) == (MessageStatus.SENT, 1)
+
+
+async def test_a_stale_worker_records_nothing_after_another_took_its_claim(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    clock: Clock,
+    make_worker: MakeWorker,
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
+    arrived, answer = asyncio.Event(), asyncio.Event()
+
+    async def stalled_receiver(request: httpx.Request) -> httpx.Response:
+        arrived.set()
+        await answer.wait()
+        return httpx.Response(503)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(stalled_receiver)) as client:
+        stale = asyncio.create_task(make_worker("worker-a", client=client).run_once())
+        await arrived.wait()
+        other = make_worker("worker-b")
+        while_claimed = await other.run_once()
+        clock.advance(CLAIM_S + 1)
+        taken_over = await other.run_once()
+        answer.set()
+        await stale
+
+    assert (while_claimed, taken_over) == (0, 1)
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts, message.last_error) == (MessageStatus.SENT, 1, None)
+    clock.advance(10 * 3_600)
+    assert await other.run_once() == 0
+    assert [request.header("Idempotency-Key") for request in receiver.requests] == [message_id]
