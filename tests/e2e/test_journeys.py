@@ -144,3 +144,64 @@ def test_the_seeds_identify_then_trigger_sends_one_webhook_and_one_email(
         headers=auth(ADMIN_KEY),
     ).json()
     assert customer["identifiers"] == [SEED_CORRELATION]
+
+
+def waiting_journey(base_url: str) -> dict[str, Any]:
+    return {
+        "name": "cart",
+        "trigger": {"event": "added_to_cart"},
+        "start": "wait",
+        "steps": {
+            "wait": {
+                "type": "wait_for_event",
+                "event": "purchase",
+                "timeout": "2s",
+                "next": "thanks",
+                "timeout_next": "nudge",
+            },
+            "thanks": {"type": "webhook", "url": f"{base_url}/thanks/{{{{ customer.id }}}}"},
+            "nudge": {"type": "webhook", "url": f"{base_url}/nudge/{{{{ customer.id }}}}"},
+        },
+    }
+
+
+def an_event(name: str, correlation_value: str) -> dict[str, Any]:
+    return {
+        "event": name,
+        "source": "custom",
+        "correlationKey": "_id",
+        "correlationValue": correlation_value,
+        "payload": {},
+    }
+
+
+def test_a_wait_ends_with_the_event_in_time_or_with_the_timeout_after_a_real_delay(
+    herald: Herald, servers: Servers, receiver: ThreadingHTTPServer
+) -> None:
+    server = servers.start(herald)
+    base = f"http://127.0.0.1:{receiver.server_address[1]}"
+    created = httpx.post(
+        f"{server.url}/api/journeys", json=waiting_journey(base), headers=auth(ADMIN_KEY)
+    )
+    assert created.status_code == 201, created.text
+
+    batch = [
+        an_event("added_to_cart", "buyer"),
+        an_event("added_to_cart", "browser"),
+        an_event("page_view", "browser"),  # unrelated: changes nothing
+        an_event("purchase", "buyer"),
+    ]
+    sent = httpx.post(
+        f"{server.url}/api/events/batch/", json={"batch": batch}, headers=auth(WRITE_KEY)
+    )
+    assert sent.status_code == 201, sent.text
+
+    received: list[dict[str, Any]] = receiver.received  # type: ignore[attr-defined]
+    poll_until(lambda: len(received) >= 2, what="both webhooks arrived", attempts=300)
+    customers = httpx.get(f"{server.url}/api/customers", headers=auth(ADMIN_KEY)).json()
+    by_identifier = {c["identifiers"][0]: c["id"] for c in customers["customers"]}
+    assert sorted(request["path"] for request in received) == sorted(
+        [f"/thanks/{by_identifier['buyer']}", f"/nudge/{by_identifier['browser']}"]
+    )
+    stats = httpx.get(f"{server.url}/api/journeys/cart/stats", headers=auth(ADMIN_KEY)).json()
+    assert (stats["entered"], stats["completed"], stats["waiting"]) == (2, 2, 0)
