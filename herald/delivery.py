@@ -29,9 +29,9 @@ from herald.store.sqlitedb import connect, migrate, state_path
 logger = logging.getLogger(__name__)
 
 CLAIM_S = 120.0  # a claimed message is sent again by another worker after this long
-BATCH = 64  # messages claimed at a time
-CONCURRENCY = 32  # messages in flight at once
-IDLE_S = 0.2  # pause when nothing is due
+BATCH = 256  # messages claimed at a time
+CONCURRENCY = 64  # messages in flight at once
+IDLE_S = 0.05  # pause when nothing is due (the check is one indexed query)
 
 
 class DeliveryWorker:
@@ -59,7 +59,9 @@ class DeliveryWorker:
         self.sent = 0
 
     def open(self) -> None:
-        self._conn = connect(state_path(self.path), synchronous="full")
+        # No fsync per record: a lost tail (power cut) only sends those messages again, with
+        # the same Idempotency-Key; kill -9 loses nothing.
+        self._conn = connect(state_path(self.path), synchronous="normal")
         migrate(self._conn, "state_migrations")
 
     def close(self) -> None:

@@ -57,13 +57,22 @@ class _Live:
 
 
 @dataclass
+class JourneyCache:
+    """Decoded live journeys per workspace, kept across steps until the journeys table changes
+    (a fingerprint of count and last update is checked once per step and workspace)."""
+
+    live: dict[int, tuple[tuple[int, int], dict[str, list[_Live]]]] = field(default_factory=dict)
+    versions: dict[tuple[int, int], Journey] = field(default_factory=dict)
+
+
+@dataclass
 class JourneyRunner:
     """One step's view of the workspaces' live journeys and waiting enrollments."""
 
     conn: sqlite3.Connection
+    cache: JourneyCache = field(default_factory=JourneyCache)
     _triggers: dict[int, dict[str, list[_Live]]] = field(default_factory=dict)
     _awaited: dict[int, set[str]] = field(default_factory=dict)
-    _versions: dict[tuple[int, int], Journey] = field(default_factory=dict)
     messages: list[NewMessage] = field(default_factory=list)
     _step_counts: dict[tuple[int, str], int] = field(default_factory=dict)
 
@@ -155,19 +164,28 @@ class JourneyRunner:
     def _load(self, workspace_id: int) -> None:
         if workspace_id in self._triggers:
             return
-        triggers: dict[str, list[_Live]] = {}
-        for journey_id, version, definition in self.conn.execute(
-            "SELECT j.id, j.version, v.definition FROM journeys j JOIN journey_versions v"
-            " ON v.journey_id = j.id AND v.version = j.version"
-            " WHERE j.workspace_id = ? AND j.status = ? ORDER BY j.id",
-            (workspace_id, JourneyStatus.LIVE.value),
-        ):
-            journey = _decode_journey(definition)
-            self._versions[(journey_id, version)] = journey
-            triggers.setdefault(journey.trigger.event, []).append(
-                _Live(journey_id, version, journey)
-            )
-        self._triggers[workspace_id] = triggers
+        (count, last_us) = self.conn.execute(
+            "SELECT count(*), coalesce(max(updated_at_us), 0) FROM journeys WHERE workspace_id = ?",
+            (workspace_id,),
+        ).fetchone()
+        cached = self.cache.live.get(workspace_id)
+        if cached is not None and cached[0] == (count, last_us):
+            self._triggers[workspace_id] = cached[1]
+        else:
+            triggers: dict[str, list[_Live]] = {}
+            for journey_id, version, definition in self.conn.execute(
+                "SELECT j.id, j.version, v.definition FROM journeys j JOIN journey_versions v"
+                " ON v.journey_id = j.id AND v.version = j.version"
+                " WHERE j.workspace_id = ? AND j.status = ? ORDER BY j.id",
+                (workspace_id, JourneyStatus.LIVE.value),
+            ):
+                journey = _decode_journey(definition)
+                self.cache.versions[(journey_id, version)] = journey
+                triggers.setdefault(journey.trigger.event, []).append(
+                    _Live(journey_id, version, journey)
+                )
+            self.cache.live[workspace_id] = ((count, last_us), triggers)
+            self._triggers[workspace_id] = triggers
         self._awaited[workspace_id] = {
             awaiting
             for (awaiting,) in self.conn.execute(
@@ -178,13 +196,13 @@ class JourneyRunner:
         }
 
     def _version(self, journey_id: int, version: int) -> Journey:
-        journey = self._versions.get((journey_id, version))
+        journey = self.cache.versions.get((journey_id, version))
         if journey is None:
             (definition,) = self.conn.execute(
                 "SELECT definition FROM journey_versions WHERE journey_id = ? AND version = ?",
                 (journey_id, version),
             ).fetchone()
-            journey = self._versions[(journey_id, version)] = _decode_journey(definition)
+            journey = self.cache.versions[(journey_id, version)] = _decode_journey(definition)
         return journey
 
     def _waiting_for(

@@ -41,7 +41,7 @@ from herald.processor.attribution import (
     decode_events,
     lookup_keys,
 )
-from herald.processor.journeys import JourneyRunner
+from herald.processor.journeys import JourneyCache, JourneyRunner
 from herald.store.idindex import unpack_positions
 from herald.store.ledger import Ledger, record_id
 from herald.store.sqlitedb import connect, from_us, migrate, state_path, write_turn
@@ -116,6 +116,7 @@ class Processor:
         self._known_ids: dict[int, dict[str, int | None]] = {}  # workspace -> identifier -> id
         self._known_count = 0
         self._generation: str | None = None
+        self._journeys = JourneyCache()  # decoded journey documents, across steps
         self.processed = 0  # events applied by this processor since it opened
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -213,7 +214,7 @@ class Processor:
             state.execute("BEGIN IMMEDIATE")
             try:
                 ledger = Ledger(state, now_us, known_ids=self._known_ids)
-                runner = JourneyRunner(state)
+                runner = JourneyRunner(state, self._journeys)
                 fired = runner.fire_due(ledger, now=from_us(now_us))
                 ledger.flush()
                 runner.flush(now=from_us(now_us))
@@ -273,7 +274,7 @@ class Processor:
             self._check_generation(state)
             rows = [row for row in rows if row[0] > self._owned[row[3]]]
             ledger = Ledger(state, now_us, known_ids=self._known_ids)
-            runner = JourneyRunner(state)
+            runner = JourneyRunner(state, self._journeys)
             applied = self._apply_rows(ledger, runner, rows)
             ledger.flush()
             runner.flush(now=from_us(now_us))

@@ -13,7 +13,7 @@ import httpx
 
 from herald.channels.email import EmailChannel, Security, SmtpSettings
 from herald.core.backoff import MAX_ATTEMPTS, retry_delay_s
-from herald.delivery import CLAIM_S
+from herald.delivery import BATCH, CLAIM_S
 from herald.store.base import MessageStatus
 from herald.store.sqlite import SqliteStore
 from herald.types import WorkspaceId
@@ -239,16 +239,17 @@ async def test_two_workers_in_the_same_round_never_send_the_same_message(
     receiver: Receiver,
     make_worker: MakeWorker,
 ) -> None:
-    messages = [new_message(workspace, a_webhook(receiver.url())) for _ in range(100)]
+    total = BATCH + 36  # more than one worker claims at a time: both get some
+    messages = [new_message(workspace, a_webhook(receiver.url())) for _ in range(total)]
     await store.enqueue_messages(messages)
     first, second = make_worker("worker-a"), make_worker("worker-b")
 
     handled = await asyncio.gather(first.run_once(), second.run_once())
 
     keys = [request.header("Idempotency-Key") for request in receiver.requests]
-    assert sum(handled) == 100 and min(handled) > 0
-    assert len(keys) == len(set(keys)) == 100
-    page = await store.list_messages(workspace, status=MessageStatus.SENT, cursor=None, limit=200)
+    assert sum(handled) == total and min(handled) > 0
+    assert len(keys) == len(set(keys)) == total
+    page = await store.list_messages(workspace, status=MessageStatus.SENT, cursor=None, limit=1_000)
     assert {message.id for message in page.messages} == set(keys)
     assert {message.attempts for message in page.messages} == {1}
 
