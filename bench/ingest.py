@@ -215,15 +215,19 @@ def main() -> None:
             herald.terminate()
             herald.wait()
 
-    report = {
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps(report(results), indent=2))
+
+
+def report(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run's results with the machine and the time they were measured on."""
+    return {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "results": results,
     }
-    print_table(results)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
 
 
 def print_table(results: list[dict[str, Any]]) -> None:

@@ -19,13 +19,11 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest import KEY, free_port, start_herald, summarize
+from bench.ingest import KEY, free_port, report, start_herald, summarize
 from bench.loadgen import Load, run
 
 ADMIN_KEY = "hk_a_bench-admin-key"
@@ -211,14 +209,9 @@ def main() -> None:
         finally:
             herald.terminate()
             herald.wait()
-    report = {
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "results": results,
-    }
+    summary = report(results)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import sqlite3
 import sys
@@ -36,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest import KEY, drive, free_port, start_herald, summarize
+from bench.ingest import KEY, drive, free_port, report, start_herald, summarize
 from bench.loadgen import Load
 
 REQUEST_EVENTS = 100
@@ -267,15 +265,10 @@ def main() -> None:
             lagdir = workdir / "lag"
             lagdir.mkdir()
             results.extend(lag_under_load(lagdir, args.lag_duration))
-    report = {
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "results": results,
-    }
-    print(json.dumps(report, indent=2))
+    summary = report(results)
+    print(json.dumps(summary, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps(summary, indent=2))
 
 
 def _summarize_state(path: Path, results: list[dict[str, Any]]) -> None:
