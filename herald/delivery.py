@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 CLAIM_S = 120.0  # a claimed message is sent again by another worker after this long
 BATCH = 256  # messages claimed at a time
 CONCURRENCY = 64  # messages in flight at once
-IDLE_S = 0.05  # pause when nothing is due (the check is one indexed query)
+IDLE_S = 0.02  # pause when nothing is due (the check is one indexed query)
 
 
 class DeliveryWorker:

@@ -49,7 +49,7 @@ from herald.store.sqlitedb import connect, from_us, migrate, state_path, write_t
 logger = logging.getLogger(__name__)
 
 TIMER_PARTITION = 0  # the processor holding this partition fires journey timers
-PAUSE_S = 0.1  # after a step that was not full: events gather into larger steps
+PAUSE_S = 0.05  # after a step that was not full: events gather into larger steps
 LEASE_S = 10.0  # a stopped processor's partitions move to another one after this long
 MAX_STEP_EVENTS = (
     20_000  # events per transaction: bounds memory and how long the write lock is held
