@@ -44,7 +44,7 @@ from herald.processor.attribution import (
 from herald.processor.journeys import JourneyCache, JourneyRunner
 from herald.store.idindex import unpack_positions
 from herald.store.ledger import Ledger, record_id
-from herald.store.sqlitedb import connect, from_us, migrate, state_path, write_turn
+from herald.store.sqlitedb import connect, from_us, migrate, state_path, state_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -210,18 +210,12 @@ class Processor:
         ).fetchone()
         if due is None:
             return 0
-        with write_turn(state):
-            state.execute("BEGIN IMMEDIATE")
-            try:
-                ledger = Ledger(state, now_us, known_ids=self._known_ids)
-                runner = JourneyRunner(state, self._journeys)
-                fired = runner.fire_due(ledger, now=from_us(now_us))
-                ledger.flush()
-                runner.flush(now=from_us(now_us))
-            except BaseException:
-                state.execute("ROLLBACK")
-                raise
-            state.execute("COMMIT")
+        with state_transaction(state):
+            ledger = Ledger(state, now_us, known_ids=self._known_ids)
+            runner = JourneyRunner(state, self._journeys)
+            fired = runner.fire_due(ledger, now=from_us(now_us))
+            ledger.flush()
+            runner.flush(now=from_us(now_us))
         return fired
 
     def drain(self) -> int:
@@ -264,12 +258,7 @@ class Processor:
     def _apply(self, rows: list[LogRow], now: float) -> int:
         state = self._connection(self._state)
         now_us = int(now * 1_000_000)
-        with write_turn(state):
-            return self._apply_in_turn(state, rows, now_us)
-
-    def _apply_in_turn(self, state: sqlite3.Connection, rows: list[LogRow], now_us: int) -> int:
-        state.execute("BEGIN IMMEDIATE")
-        try:
+        with state_transaction(state):
             self._check_ownership(state)
             self._check_generation(state)
             rows = [row for row in rows if row[0] > self._owned[row[3]]]
@@ -280,10 +269,6 @@ class Processor:
             runner.flush(now=from_us(now_us))
             self._advance(state, rows, now_us)
             generation = ledger.generation()  # ours included: our own merges are remembered
-        except BaseException:
-            state.execute("ROLLBACK")
-            raise
-        state.execute("COMMIT")
         self._generation = generation
         for row in rows:
             self._owned[row[3]] = max(self._owned[row[3]], row[0])
@@ -399,7 +384,7 @@ class Processor:
         now = self._clock()
         now_us = int(now * 1_000_000)
         lease_us = int(self._lease_s * 1_000_000)
-        with write_turn(state):
+        with state_transaction(state):
             owned = self._renew(state, now_us, lease_us)
         if any(self._owned.get(partition) != seq for partition, seq in owned.items()):
             self._forget()  # a partition new to us, or processed by another meanwhile
@@ -409,24 +394,19 @@ class Processor:
         self._next_refresh = now + self._lease_s / 3
 
     def _renew(self, state: sqlite3.Connection, now_us: int, lease_us: int) -> dict[int, int]:
-        state.execute("BEGIN IMMEDIATE")
-        try:
-            state.execute(
-                "INSERT INTO processors (id, started_at_us, seen_at_us) VALUES (?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET seen_at_us = excluded.seen_at_us",
-                (self.name, now_us, now_us),
-            )
-            state.execute("DELETE FROM processors WHERE seen_at_us < ?", (now_us - lease_us,))
-            (live,) = state.execute("SELECT count(*) FROM processors").fetchone()
-            owned = self._rebalance(state, math.ceil(PARTITIONS / live), now_us)
-            state.execute(
-                "UPDATE partitions SET lease_until_us = ? WHERE owner = ?",
-                (now_us + lease_us, self.name),
-            )
-        except BaseException:
-            state.execute("ROLLBACK")
-            raise
-        state.execute("COMMIT")
+        """Heartbeat, take or give back partitions, renew the leases (inside a transaction)."""
+        state.execute(
+            "INSERT INTO processors (id, started_at_us, seen_at_us) VALUES (?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seen_at_us = excluded.seen_at_us",
+            (self.name, now_us, now_us),
+        )
+        state.execute("DELETE FROM processors WHERE seen_at_us < ?", (now_us - lease_us,))
+        (live,) = state.execute("SELECT count(*) FROM processors").fetchone()
+        owned = self._rebalance(state, math.ceil(PARTITIONS / live), now_us)
+        state.execute(
+            "UPDATE partitions SET lease_until_us = ? WHERE owner = ?",
+            (now_us + lease_us, self.name),
+        )
         return owned
 
     def _rebalance(self, state: sqlite3.Connection, share: int, now_us: int) -> dict[int, int]:

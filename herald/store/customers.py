@@ -6,9 +6,10 @@ are read back); SqliteStore runs them on its worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import uuid as uuidlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from herald.store.base import (
 from herald.store.idindex import unpack_positions
 from herald.store.ledger import MAX_MERGE_CHAIN, Ledger, key_text
 from herald.store.reading import encode_cursor
-from herald.store.sqlitedb import from_us, to_us, write_turn
+from herald.store.sqlitedb import from_us, state_transaction, to_us, write_turn
 from herald.types import WorkspaceId
 
 MAX_SCAN_CUSTOMERS = 20_000  # a filtered page scans at most this many customers, then continues
@@ -311,36 +312,13 @@ def partition_status(
     return found
 
 
-class _write:
-    """`with _write(conn) as ledger:` one write transaction with a Ledger, flushed on success."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> Ledger:
-        self.turn = write_turn(self.conn)
-        self.turn.__enter__()
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.turn.__exit__(None, None, None)
-            raise
-        self.ledger = Ledger(self.conn, to_us(datetime.now(UTC)))
-        return self.ledger
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        try:
-            if kind is None:
-                try:
-                    self.ledger.flush()
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                self.conn.execute("COMMIT")
-            else:
-                self.conn.execute("ROLLBACK")
-        finally:
-            self.turn.__exit__(None, None, None)
+@contextlib.contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[Ledger]:
+    """`with _write(conn) as ledger:` one state transaction with a Ledger, flushed on success."""
+    with state_transaction(conn):
+        ledger = Ledger(conn, to_us(datetime.now(UTC)))
+        yield ledger
+        ledger.flush()
 
 
 def _record(state: sqlite3.Connection, row: tuple[Any, ...]) -> CustomerRecord:

@@ -12,7 +12,7 @@ import msgspec
 from herald.core.journeys import Journey, JourneyStatus
 from herald.errors import Conflict, InvalidRequest, NotFound
 from herald.store.base import EnrollmentRecord, JourneyRecord, JourneyStats, StepStats
-from herald.store.sqlitedb import from_us, to_us, write_turn
+from herald.store.sqlitedb import from_us, state_transaction, to_us, write_turn
 
 JOURNEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _decode_journey = msgspec.json.Decoder(Journey).decode
@@ -32,14 +32,8 @@ def save(
             field="name",
         )
     now_us = to_us(datetime.now(UTC))
-    with write_turn(state):
-        state.execute("BEGIN IMMEDIATE")
-        try:
-            change = _save(state, workspace_id, journey, now_us, create_only)
-        except BaseException:
-            state.execute("ROLLBACK")
-            raise
-        state.execute("COMMIT")
+    with state_transaction(state):
+        change = _save(state, workspace_id, journey, now_us, create_only)
     return get(state, workspace_id=workspace_id, name=journey.name), change
 
 

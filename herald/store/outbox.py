@@ -18,7 +18,7 @@ import msgspec
 
 from herald.errors import Conflict, NotFound
 from herald.store.base import MessagePage, MessageStatus, NewMessage, OutboxMessage
-from herald.store.sqlitedb import from_us, write_turn
+from herald.store.sqlitedb import from_us, state_transaction, write_turn
 
 _encode = msgspec.json.encode
 _decode_message = msgspec.json.Decoder(dict[str, Any]).decode
@@ -78,22 +78,16 @@ def claim_due(
     state: sqlite3.Connection, *, worker: str, now_us: int, claim_us: int, limit: int
 ) -> list[Claimed]:
     """Claim up to `limit` due messages for `worker` until now + `claim_us`."""
-    with write_turn(state):
-        state.execute("BEGIN IMMEDIATE")
-        try:
-            rows = state.execute(
-                f"SELECT id, workspace_id, {_COLUMNS} FROM outbox WHERE status = ?"
-                " AND due_at_us <= ? AND claimed_until_us < ? ORDER BY due_at_us LIMIT ?",
-                (MessageStatus.QUEUED.value, now_us, now_us, limit),
-            ).fetchall()
-            state.executemany(
-                "UPDATE outbox SET claimed_by = ?, claimed_until_us = ? WHERE id = ?",
-                [(worker, now_us + claim_us, row[0]) for row in rows],
-            )
-        except BaseException:
-            state.execute("ROLLBACK")
-            raise
-        state.execute("COMMIT")
+    with state_transaction(state):
+        rows = state.execute(
+            f"SELECT id, workspace_id, {_COLUMNS} FROM outbox WHERE status = ?"
+            " AND due_at_us <= ? AND claimed_until_us < ? ORDER BY due_at_us LIMIT ?",
+            (MessageStatus.QUEUED.value, now_us, now_us, limit),
+        ).fetchall()
+        state.executemany(
+            "UPDATE outbox SET claimed_by = ?, claimed_until_us = ? WHERE id = ?",
+            [(worker, now_us + claim_us, row[0]) for row in rows],
+        )
     return [Claimed(row[0], _message(row[2:]), row[1]) for row in rows]
 
 

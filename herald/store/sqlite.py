@@ -70,8 +70,8 @@ from herald.store.sqlitedb import (
     index_path,
     migrate,
     state_path,
+    state_transaction,
     to_us,
-    write_turn,
 )
 from herald.store.writerprocess import ProcessCommitter
 from herald.types import KeyId, WorkspaceId
@@ -305,15 +305,8 @@ class SqliteStore:
         now_us = to_us(datetime.now(UTC))
 
         def insert(state: sqlite3.Connection, _: sqlite3.Connection) -> int:
-            with write_turn(state):
-                state.execute("BEGIN IMMEDIATE")
-                try:
-                    added = outbox.enqueue(state, messages, now_us=now_us)
-                except BaseException:
-                    state.execute("ROLLBACK")
-                    raise
-                state.execute("COMMIT")
-            return added
+            with state_transaction(state):
+                return outbox.enqueue(state, messages, now_us=now_us)
 
         return await self._run_state(insert)
 

@@ -83,6 +83,20 @@ def write_turn(conn: sqlite3.Connection) -> Iterator[None]:
             fcntl.flock(turn, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def state_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on the state database, in turn with its other writers (write_turn):
+    committed when the block ends, rolled back if it raises."""
+    with write_turn(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
 def ensure_store_id(conn: sqlite3.Connection) -> str:
     """A random id for this database file, made once: tells a stale id index from a fresh one."""
     conn.execute(
