@@ -10,7 +10,7 @@ carrying the event's send time), and a receiver on 127.0.0.1 answering 200 at on
 2. throughput: a burst of `signup` events in batches of 100; webhooks/s from the first send to the
    last webhook received.
 
-    python bench/journeys.py [--journeys 1000] [--rate 100] [--load-rps 200] [--burst 10000]
+    python bench/journeys.py [--journeys 1000] [--rate 100] [--load-rps 450] [--burst 10000]
 """
 
 from __future__ import annotations
@@ -154,7 +154,9 @@ def main() -> None:
     parser.add_argument("--journeys", type=int, default=1_000)
     parser.add_argument("--rate", type=float, default=100.0, help="signups per second")
     parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--load-rps", type=float, default=200.0, help="batch-100 requests/s")
+    parser.add_argument(
+        "--load-rps", type=float, default=450.0, help="batch-100 requests/s (450: half of capacity)"
+    )
     parser.add_argument("--burst", type=int, default=10_000)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

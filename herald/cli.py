@@ -343,10 +343,9 @@ def delivery(stop_on_stdin_eof: bool) -> None:
     Email needs HERALD_SMTP_HOST (and _PORT, _SECURITY, _USERNAME, _PASSWORD, _FROM). Set
     HERALD_EMBEDDED_DELIVERY=0 for serve to leave delivery to processes like this one.
     """
-    import httpx
     import uvloop
 
-    from herald.channels.webhook import WebhookChannel
+    from herald.channels.webhook import WebhookChannel, new_session
     from herald.delivery import DeliveryWorker
     from herald.store import sqlite_path
 
@@ -366,10 +365,10 @@ def delivery(stop_on_stdin_eof: bool) -> None:
                 args=(lambda: loop.call_soon_threadsafe(stop.set),),
                 daemon=True,
             ).start()
-        async with httpx.AsyncClient() as client:
+        async with new_session() as session:
             worker = DeliveryWorker(
                 sqlite_path(settings.database_url),
-                webhooks=WebhookChannel(client),
+                webhooks=WebhookChannel(session),
                 email=_email_channel(settings),
             )
             worker.open()

@@ -1,1 +1,1 @@
-"""Outbound delivery adapters: webhook (httpx) and email (SMTP)."""
+"""Outbound delivery adapters: webhook (aiohttp) and email (SMTP)."""

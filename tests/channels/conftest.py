@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import aiohttp
 import h11
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from herald.channels.webhook import new_session
 
 LOCALHOST = "127.0.0.1"
 
@@ -145,9 +147,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
+async def http_client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with new_session() as session:
+        yield session
 
 
 @pytest.fixture

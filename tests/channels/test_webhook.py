@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
 from herald.channels.base import Result, WebhookMessage
@@ -53,7 +53,7 @@ def verifies(header: str, body: bytes, secret: str) -> bool:
 
 
 async def test_the_rendered_body_arrives_byte_for_byte(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
     message = a_message(receiver, url=receiver.url("/hooks/herald?journey=welcome"))
@@ -71,7 +71,7 @@ async def test_the_rendered_body_arrives_byte_for_byte(
 
 
 async def test_the_signature_verifies_with_the_secret_and_the_clocks_timestamp(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
 
@@ -87,7 +87,7 @@ async def test_the_signature_verifies_with_the_secret_and_the_clocks_timestamp(
 
 
 async def test_the_signature_follows_the_clock_on_each_attempt(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     now_s = [NOW_S, NOW_S + 90]
     channel = WebhookChannel(http_client, clock=lambda: now_s.pop(0))
@@ -103,7 +103,7 @@ async def test_the_signature_follows_the_clock_on_each_attempt(
 
 
 async def test_without_a_secret_nothing_is_signed(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
 
@@ -113,7 +113,7 @@ async def test_without_a_secret_nothing_is_signed(
 
 
 async def test_every_attempt_carries_the_same_idempotency_key(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(Reply(503), Reply(503), Reply(200))
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -127,7 +127,7 @@ async def test_every_attempt_carries_the_same_idempotency_key(
 
 
 async def test_a_receiver_answering_503_503_200_gives_retry_retry_sent(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(Reply(503, body=b"busy"), Reply(503), Reply(200, body=b"ok"))
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -145,7 +145,7 @@ async def test_a_receiver_answering_503_503_200_gives_retry_retry_sent(
 
 
 async def test_custom_headers_are_sent_alongside_heralds_own(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
     headers = {"Authorization": "Bearer crm-token", "X-Journey": "welcome", "X-Tenant": "acme"}
@@ -173,7 +173,7 @@ async def test_custom_headers_are_sent_alongside_heralds_own(
     ],
 )
 async def test_a_step_header_cannot_override_the_idempotency_key(
-    receiver: Receiver, http_client: httpx.AsyncClient, name: str
+    receiver: Receiver, http_client: aiohttp.ClientSession, name: str
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
 
@@ -183,7 +183,7 @@ async def test_a_step_header_cannot_override_the_idempotency_key(
 
 
 async def test_a_step_header_cannot_add_a_second_signature(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
 
@@ -206,7 +206,7 @@ async def test_a_step_header_cannot_add_a_second_signature(
     ],
 )
 async def test_a_step_can_choose_the_content_type(
-    receiver: Receiver, http_client: httpx.AsyncClient, name: str
+    receiver: Receiver, http_client: aiohttp.ClientSession, name: str
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
 
@@ -217,7 +217,7 @@ async def test_a_step_can_choose_the_content_type(
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
 async def test_the_steps_method_is_used(
-    receiver: Receiver, http_client: httpx.AsyncClient, method: str
+    receiver: Receiver, http_client: aiohttp.ClientSession, method: str
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
 
@@ -229,7 +229,7 @@ async def test_the_steps_method_is_used(
 
 
 async def test_a_message_without_a_body_sends_none_and_signs_the_empty_body(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
 
@@ -243,7 +243,7 @@ async def test_a_message_without_a_body_sends_none_and_signs_the_empty_body(
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
 async def test_a_2xx_answer_is_sent(
-    receiver: Receiver, http_client: httpx.AsyncClient, status: int
+    receiver: Receiver, http_client: aiohttp.ClientSession, status: int
 ) -> None:
     receiver.answer(Reply(status))
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -256,7 +256,7 @@ async def test_a_2xx_answer_is_sent(
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 599, 408, 425, 429])
 async def test_a_5xx_408_425_or_429_answer_is_retried(
-    receiver: Receiver, http_client: httpx.AsyncClient, status: int
+    receiver: Receiver, http_client: aiohttp.ClientSession, status: int
 ) -> None:
     receiver.answer(Reply(status, body=b"not now"))
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -270,7 +270,7 @@ async def test_a_5xx_408_425_or_429_answer_is_retried(
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 409, 410, 413, 422])
 async def test_another_4xx_answer_fails_after_one_try(
-    receiver: Receiver, http_client: httpx.AsyncClient, status: int
+    receiver: Receiver, http_client: aiohttp.ClientSession, status: int
 ) -> None:
     receiver.answer(Reply(status, body=b'{"error":"bad payload"}'))
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -283,7 +283,7 @@ async def test_another_4xx_answer_fails_after_one_try(
 
 
 async def test_a_long_error_body_is_cut_in_the_detail(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(Reply(400, body=b"x" * 5_000))
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -295,7 +295,7 @@ async def test_a_long_error_body_is_cut_in_the_detail(
 
 @pytest.mark.parametrize("status", [429, 503])
 async def test_retry_after_seconds_are_passed_on(
-    receiver: Receiver, http_client: httpx.AsyncClient, status: int
+    receiver: Receiver, http_client: aiohttp.ClientSession, status: int
 ) -> None:
     receiver.answer(Reply(status, headers=(("Retry-After", "7"),)))
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -308,7 +308,7 @@ async def test_retry_after_seconds_are_passed_on(
 
 @pytest.mark.parametrize("value", ["Fri, 15 Mar 2024 02:32:00 GMT", "soon", "-5", "1.5"])
 async def test_a_retry_after_that_is_not_whole_seconds_is_left_to_plain_backoff(
-    receiver: Receiver, http_client: httpx.AsyncClient, value: str
+    receiver: Receiver, http_client: aiohttp.ClientSession, value: str
 ) -> None:
     receiver.answer(Reply(429, headers=(("Retry-After", value),)))
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -320,7 +320,7 @@ async def test_a_retry_after_that_is_not_whole_seconds_is_left_to_plain_backoff(
 
 
 async def test_a_refused_connection_is_retried(
-    closed_port: int, http_client: httpx.AsyncClient
+    closed_port: int, http_client: aiohttp.ClientSession
 ) -> None:
     channel = WebhookChannel(http_client, clock=fixed_clock)
     message = WebhookMessage(id="m-1", url=f"http://127.0.0.1:{closed_port}/hook", body="{}")
@@ -328,11 +328,11 @@ async def test_a_refused_connection_is_retried(
     delivery = await channel.send(message)
 
     assert delivery.result is Result.RETRY
-    assert delivery.detail.startswith("ConnectError: ")
+    assert delivery.detail.startswith(f"cannot connect to 127.0.0.1:{closed_port}: ")
 
 
 async def test_a_receiver_that_never_answers_is_retried_naming_the_timeout(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(HANG)
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -345,7 +345,7 @@ async def test_a_receiver_that_never_answers_is_retried_naming_the_timeout(
 
 
 async def test_a_receiver_hanging_up_without_an_answer_is_retried(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(DROP)
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -353,11 +353,11 @@ async def test_a_receiver_hanging_up_without_an_answer_is_retried(
     delivery = await channel.send(a_message(receiver))
 
     assert delivery.result is Result.RETRY
-    assert delivery.detail.startswith("RemoteProtocolError: ")
+    assert delivery.detail == "the receiver closed the connection without answering"
 
 
 async def test_the_next_send_after_a_timeout_goes_through(
-    receiver: Receiver, http_client: httpx.AsyncClient
+    receiver: Receiver, http_client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(HANG, Reply(200))
     channel = WebhookChannel(http_client, clock=fixed_clock)
@@ -368,3 +368,53 @@ async def test_the_next_send_after_a_timeout_goes_through(
 
     assert (first.result, second.result) == (Result.RETRY, Result.SENT)
     assert [request.body for request in receiver.requests] == [BODY.encode()] * 2
+
+
+async def test_a_cookie_one_receiver_sets_never_rides_along_on_the_next_message(
+    receiver: Receiver, http_client: aiohttp.ClientSession
+) -> None:
+    receiver.answer(Reply(200, headers=(("Set-Cookie", "session=customer-a; Path=/"),)))
+    channel = WebhookChannel(http_client, clock=fixed_clock)
+
+    await channel.send(a_message(receiver, id="for-customer-a"))
+    await channel.send(a_message(receiver, id="for-customer-b"))
+
+    assert receiver.requests[1].values("cookie") == []
+
+
+async def test_a_redirect_is_not_followed_and_fails_naming_the_status(
+    receiver: Receiver, http_client: aiohttp.ClientSession
+) -> None:
+    receiver.answer(Reply(302, headers=(("Location", receiver.url("/elsewhere")),)))
+    channel = WebhookChannel(http_client, clock=fixed_clock)
+
+    delivery = await channel.send(a_message(receiver))
+
+    assert (delivery.result, delivery.detail) == (Result.FAILED, "HTTP 302")
+    assert [request.target for request in receiver.requests] == ["/hook"]
+
+
+async def test_a_huge_answer_is_cut_and_the_next_send_still_goes_through(
+    receiver: Receiver, http_client: aiohttp.ClientSession
+) -> None:
+    receiver.answer(Reply(500, body="é".encode() * 1_000_000), Reply(200))
+    channel = WebhookChannel(http_client, clock=fixed_clock)
+
+    first = await channel.send(a_message(receiver))
+    second = await channel.send(a_message(receiver))
+
+    assert (first.result, first.detail) == (Result.RETRY, "HTTP 500: " + "é" * 200)
+    assert second.result is Result.SENT
+    assert len(receiver.requests) == 2
+
+
+async def test_a_header_value_with_a_line_break_fails_without_reaching_the_receiver(
+    receiver: Receiver, http_client: aiohttp.ClientSession
+) -> None:
+    channel = WebhookChannel(http_client, clock=fixed_clock)
+
+    delivery = await channel.send(a_message(receiver, headers={"X-Note": "a\r\nX-Evil: 1"}))
+
+    assert delivery.result is Result.FAILED
+    assert "cannot be sent" in delivery.detail
+    assert receiver.requests == []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import httpx
+import aiohttp
 import pytest
 
 from herald.channels.email import EmailChannel
@@ -151,7 +151,7 @@ MakeWorker = Callable[..., DeliveryWorker]
 
 @pytest.fixture
 def make_worker(
-    store: SqliteStore, clock: Clock, http_client: httpx.AsyncClient
+    store: SqliteStore, clock: Clock, http_client: aiohttp.ClientSession
 ) -> Iterator[MakeWorker]:
     """Open workers on the store's file, on the shared clock; all closed at teardown."""
     opened: list[DeliveryWorker] = []
@@ -160,7 +160,7 @@ def make_worker(
         name: str = "worker-a",
         *,
         email: EmailChannel | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: aiohttp.ClientSession | None = None,
     ) -> DeliveryWorker:
         worker = DeliveryWorker(
             store.path,
