@@ -169,7 +169,8 @@ class Ledger:
                 self._move_key(row.workspace_id, name, old, value, customer_id)
 
     def merge(self, source_id: int, target_id: int) -> None:
-        """Fold customer `source_id` into `target_id`: ids, missing attributes, event history."""
+        """Fold customer `source_id` into `target_id`: ids, missing attributes, event history,
+        journey enrollments (the target's win where both are inside the same journey)."""
         source, target = self._row(source_id), self._row(target_id)
         missing = {k: v for k, v in source.attributes.items() if k not in target.attributes}
         self.set_attributes(source_id, dict.fromkeys(source.attributes))
@@ -192,6 +193,15 @@ class Ledger:
         # The source's identifiers may belong to partitions other processors hold: they forget
         # what they remember when the generation moves.
         self.bump_generation()
+        # Journeys both are inside: the target's enrollment wins, the source's is exited (it
+        # would otherwise send the target the same journey's messages twice). Enrollments in
+        # journeys only the source is in move over and go on.
+        self.conn.execute(
+            "UPDATE enrollments SET status = 'exited', due_at_us = NULL, awaiting = NULL"
+            " WHERE customer_id = ? AND status = 'waiting' AND journey_id IN"
+            " (SELECT journey_id FROM enrollments WHERE customer_id = ? AND status = 'waiting')",
+            (source_id, target_id),
+        )
         for statement in (
             "UPDATE event_records SET customer_id = ? WHERE customer_id = ?",
             "UPDATE message_events SET customer_id = ? WHERE customer_id = ?",
