@@ -26,9 +26,19 @@ class TemplateError(InvalidRequest):
 def check_template(source: str) -> str | None:
     """Why `source` does not parse as a template, or None when it does."""
     try:
-        _parse(source)
+        template = _parse(source)
     except LiquidError as exc:
         return _first_line(exc)
+    return _unknown_filter(source, template)
+
+
+def _unknown_filter(source: str, template: Any) -> str | None:
+    """A filter the template uses that Liquid does not have (it would fail every render)."""
+    for name, spans in template.analyze().filters.items():
+        if name not in _ENVIRONMENT.filters:
+            before = source[: spans[0].index]
+            line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+            return f"unknown filter {name!r} at line {line}, column {column}"
     return None
 
 

@@ -205,18 +205,22 @@ def test_a_template_that_does_not_parse_says_why_on_one_line(source: str, proble
     assert "\n" not in found
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="BUG: check_template accepts an unknown filter (a typo like `upcse`), so validate() "
-    "passes a journey whose every message then fails to render",
-)
 @pytest.mark.parametrize("source", ["{{ customer.name | upcse }}", "{{ x | no_such_filter: 1 }}"])
 def test_a_template_with_an_unknown_filter_has_a_problem(source: str) -> None:
     found = check_template(source)
 
     assert found is not None
     assert "unknown filter" in found
+
+
+def test_an_unknown_filter_is_located_by_line_and_column() -> None:
+    found = check_template("Hello\n  {{ customer.name | upcse }}")
+
+    assert found == "unknown filter 'upcse' at line 2, column 22"
+
+
+def test_every_standard_filter_is_known() -> None:
+    assert check_template("{{ customer.name | upcase | default: 'x' | truncate: 3 }}") is None
 
 
 def test_the_seed_journey_validates_with_liquid() -> None:

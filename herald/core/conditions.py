@@ -84,15 +84,21 @@ def matches_any(conditions: list[Condition], values: Mapping[str, Any]) -> bool:
 
 
 def _lookup(values: Mapping[str, Any], field: str) -> tuple[bool, Any]:
-    """(present, value) of `field` in `values`; a dotted field walks into nested objects."""
+    """(present, value) of `field` in `values`; a dotted field walks into nested objects.
+
+    At every level a key that itself contains dots is tried whole first (`customer.address.city`
+    finds the attribute `address.city`), then split at the dots, longest key first.
+    """
     if field in values:
         return True, values[field]
-    current: Any = values
-    for part in field.split("."):
-        if not isinstance(current, Mapping) or part not in current:
-            return False, None
-        current = current[part]
-    return True, current
+    parts = field.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        inner = values.get(".".join(parts[:cut]))
+        if isinstance(inner, Mapping):
+            present, found = _lookup(inner, ".".join(parts[cut:]))
+            if present:
+                return True, found
+    return False, None
 
 
 def _same(actual: Any, expected: Any) -> bool:

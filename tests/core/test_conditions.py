@@ -275,13 +275,6 @@ def test_a_dotted_field_leaves_the_nested_values_unchanged() -> None:
     assert values == {"payload": {"plan": {"name": "pro"}}}
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="BUG: an exact key wins only for the whole field; journeys always read "
-    "{'customer': ..., 'payload': ...} (core/engine.Context.values), so an attribute or payload "
-    "key containing a dot (customer.'address.city') can never match",
-)
 @pytest.mark.parametrize(
     ("field", "values"),
     [
