@@ -6,22 +6,23 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install format lint typecheck test check serve bench lock clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock sdk/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps -e sdk/python
 	touch $(STAMP)
 
 install: $(STAMP)
 
 format: $(STAMP)
-	$(BIN)/ruff format herald tests bench
-	$(BIN)/ruff check --fix herald tests bench
+	$(BIN)/ruff format herald tests bench sdk
+	$(BIN)/ruff check --fix herald tests bench sdk
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check herald tests bench
-	$(BIN)/ruff check herald tests bench
+	$(BIN)/ruff format --check herald tests bench sdk
+	$(BIN)/ruff check herald tests bench sdk
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
