@@ -13,10 +13,12 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from herald_client import Client, Config
 
 from tests.e2e.conftest import (
     ADMIN_KEY,
@@ -29,7 +31,7 @@ from tests.e2e.conftest import (
     poll_until,
 )
 
-__all__ = ["WRITE_KEY", "FaultServer", "HeraldReader", "Reply"]
+__all__ = ["WRITE_KEY", "FaultServer", "HeraldReader", "Reply", "held_client"]
 
 READ_TIMEOUT_S = 10.0
 PAGE = 1_000
@@ -233,6 +235,19 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             """Quiet: the tests read `received`."""
 
     return Handler
+
+
+def held_client(
+    server: FaultServer, config: Config, *, queue_path: Path | None = None
+) -> tuple[Client, threading.Event, str]:
+    """A client whose first event the server holds, so that the next ones wait in the queue;
+    set the event to let the server answer."""
+    release = threading.Event()
+    server.replies = [Reply(hold=release)]
+    client = Client(WRITE_KEY, host=server.url, config=config, queue_path=queue_path)
+    first = client.track("c", "purchase", {"n": 0})
+    poll_until(lambda: len(server.received) == 1, what="the first event reaches the server")
+    return client, release, first
 
 
 @pytest.fixture

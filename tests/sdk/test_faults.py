@@ -11,7 +11,7 @@ import pytest
 from herald_client import Client, Config, Failure, Overflow, QueueFull
 
 from tests.e2e.conftest import Server, poll_until
-from tests.sdk.conftest import WRITE_KEY, FaultServer, HeraldReader, Reply
+from tests.sdk.conftest import WRITE_KEY, FaultServer, HeraldReader, Reply, held_client
 
 FAST_RETRIES = Config(backoff_base_s=0.01, backoff_max_s=0.05)
 
@@ -111,16 +111,6 @@ def test_a_kept_alive_connection_closed_by_the_server_is_replaced_at_once(
     assert [request.status for request in recording_server.received] == [201, 0, 201]
     assert recording_server.received[2].uuids == [second]
     assert (stats.retries, stats.sent) == (0, 2)
-
-
-def held_client(server: FaultServer, config: Config) -> tuple[Client, threading.Event, str]:
-    """A client whose first event is held by the server (so the next ones wait in the queue)."""
-    release = threading.Event()
-    server.replies = [Reply(hold=release)]
-    client = Client(WRITE_KEY, host=server.url, config=config)
-    first = client.track("c", "purchase", {"n": 0})
-    poll_until(lambda: len(server.received) == 1, what="the first event reaches the server")
-    return client, release, first
 
 
 def test_a_full_queue_blocks_then_raises_queue_full(recording_server: FaultServer) -> None:
