@@ -8,7 +8,6 @@ step that is redone after a crash enrolls nobody twice and queues no message twi
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from herald.core.journeys import EmailStep, EntryRule, Journey, JourneyStatus, W
 from herald.errors import InvalidRequest
 from herald.store import outbox
 from herald.store.base import NewMessage
+from herald.store.db import Db
 from herald.store.ledger import Ledger
 from herald.store.sqlitedb import from_us, to_us
 from herald.templates import render
@@ -69,7 +69,7 @@ class JourneyCache:
 class JourneyRunner:
     """One step's view of the workspaces' live journeys and waiting enrollments."""
 
-    conn: sqlite3.Connection
+    conn: Db
     cache: JourneyCache = field(default_factory=JourneyCache)
     _triggers: dict[int, dict[str, list[_Live]]] = field(default_factory=dict)
     _awaited: dict[int, set[str]] = field(default_factory=dict)

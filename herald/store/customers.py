@@ -7,7 +7,6 @@ are read back); SqliteStore runs them on its worker threads.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import uuid as uuidlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from herald.store.base import (
     PartitionStatus,
     StoredEvent,
 )
+from herald.store.db import Db
 from herald.store.idindex import unpack_positions
 from herald.store.ledger import MAX_MERGE_CHAIN, Ledger, key_text
 from herald.store.reading import encode_cursor
@@ -43,7 +43,7 @@ _decode_raws = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
 def upsert(
-    state: sqlite3.Connection,
+    state: Db,
     *,
     workspace_id: int,
     schema: CustomerSchema,
@@ -68,9 +68,7 @@ def upsert(
     return results
 
 
-def delete(
-    state: sqlite3.Connection, *, workspace_id: int, schema: CustomerSchema, key: Any
-) -> str:
+def delete(state: Db, *, workspace_id: int, schema: CustomerSchema, key: Any) -> str:
     """Delete the customer whose primary key is `key`; return its id."""
     primary = _primary_key(schema)
     with _write(state) as ledger:
@@ -83,7 +81,7 @@ def delete(
 
 
 def find_by_key(
-    state: sqlite3.Connection, *, workspace_id: int, schema: CustomerSchema, key: Any
+    state: Db, *, workspace_id: int, schema: CustomerSchema, key: Any
 ) -> CustomerRecord:
     primary = _primary_key(schema)
     known = state.execute(
@@ -103,7 +101,7 @@ def find_by_key(
     return _record(state, _live_row(state, workspace_id, row[0]))
 
 
-def get(state: sqlite3.Connection, *, workspace_id: int, herald_id: str) -> CustomerRecord:
+def get(state: Db, *, workspace_id: int, herald_id: str) -> CustomerRecord:
     """The customer with this id; a merged-away id gives the customer it was merged into."""
     return _record(
         state, _live_row(state, workspace_id, _internal_id(state, workspace_id, herald_id))
@@ -113,7 +111,7 @@ def get(state: sqlite3.Connection, *, workspace_id: int, herald_id: str) -> Cust
 _COLUMNS = "id, attributes, created_at_us, updated_at_us, merged_into, uuid"
 
 
-def _internal_id(state: sqlite3.Connection, workspace_id: int, herald_id: str) -> int:
+def _internal_id(state: Db, workspace_id: int, herald_id: str) -> int:
     try:
         value = uuidlib.UUID(herald_id).bytes
     except ValueError:
@@ -131,12 +129,12 @@ def _internal_id(state: sqlite3.Connection, workspace_id: int, herald_id: str) -
     return int(row[0])
 
 
-def live_id(state: sqlite3.Connection, *, workspace_id: int, herald_id: str) -> int:
+def live_id(state: Db, *, workspace_id: int, herald_id: str) -> int:
     """The internal id of the customer a public id names now (following merges)."""
     return int(_live_row(state, workspace_id, _internal_id(state, workspace_id, herald_id))[0])
 
 
-def _live_row(state: sqlite3.Connection, workspace_id: int, customer_id: int) -> tuple[Any, ...]:
+def _live_row(state: Db, workspace_id: int, customer_id: int) -> tuple[Any, ...]:
     for _ in range(MAX_MERGE_CHAIN):
         row = state.execute(
             f"SELECT {_COLUMNS} FROM customers WHERE id = ? AND workspace_id = ?",
@@ -153,7 +151,7 @@ def _live_row(state: sqlite3.Connection, workspace_id: int, customer_id: int) ->
 
 
 def search(
-    state: sqlite3.Connection,
+    state: Db,
     *,
     workspace_id: int,
     conditions: list[Condition],
@@ -178,8 +176,8 @@ def search(
 
 
 def events(
-    state: sqlite3.Connection,
-    log: sqlite3.Connection,
+    state: Db,
+    log: Db,
     *,
     workspace_id: int,
     herald_id: str,
@@ -212,9 +210,7 @@ def events(
 CUSTOMER_DELETED = "customer_deleted"  # processed, and its customer deleted since
 
 
-def processing_of(
-    state: sqlite3.Connection, log: sqlite3.Connection, event_id: int
-) -> EventProcessing | None:
+def processing_of(state: Db, log: Db, event_id: int) -> EventProcessing | None:
     """What processing did with the event at this address in the log (None: not yet)."""
     row = state.execute(
         "SELECT c.uuid, r.outcome, r.detail FROM event_records r"
@@ -237,7 +233,7 @@ def processing_of(
     return EventProcessing(None, CUSTOMER_DELETED, "its customer was deleted after processing")
 
 
-def unique_values(state: sqlite3.Connection, *, workspace_id: int, name: str) -> None:
+def unique_values(state: Db, *, workspace_id: int, name: str) -> None:
     """Raise Conflict when two live customers share a value of attribute `name`.
 
     Values count as shared when they would find the same customer ("42" and 42 do).
@@ -260,7 +256,7 @@ def unique_values(state: sqlite3.Connection, *, workspace_id: int, name: str) ->
         seen.add(text)
 
 
-def release_processor(state: sqlite3.Connection, name_prefix: str) -> None:
+def release_processor(state: Db, name_prefix: str) -> None:
     """Hand the partitions of a dead processor back (the next processor takes them at once)."""
     mine = "substr({column}, 1, length(?)) = ?"
     with write_turn(state):
@@ -274,9 +270,7 @@ def release_processor(state: sqlite3.Connection, name_prefix: str) -> None:
         )
 
 
-def partition_status(
-    state: sqlite3.Connection, log: sqlite3.Connection, *, now: datetime
-) -> list[PartitionStatus]:
+def partition_status(state: Db, log: Db, *, now: datetime) -> list[PartitionStatus]:
     """How far each partition is processed, who holds it, and how far behind it is."""
     now_us = to_us(now)
     found = []
@@ -313,7 +307,7 @@ def partition_status(
 
 
 @contextlib.contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[Ledger]:
+def _write(conn: Db) -> Iterator[Ledger]:
     """`with _write(conn) as ledger:` one state transaction with a Ledger, flushed on success."""
     with state_transaction(conn):
         ledger = Ledger(conn, to_us(datetime.now(UTC)))
@@ -321,7 +315,7 @@ def _write(conn: sqlite3.Connection) -> Iterator[Ledger]:
         ledger.flush()
 
 
-def _record(state: sqlite3.Connection, row: tuple[Any, ...]) -> CustomerRecord:
+def _record(state: Db, row: tuple[Any, ...]) -> CustomerRecord:
     identifiers = [
         value
         for (value,) in state.execute(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ import msgspec
 from herald.core.journeys import Journey, JourneyStatus
 from herald.errors import Conflict, InvalidRequest, NotFound
 from herald.store.base import EnrollmentRecord, JourneyRecord, JourneyStats, StepStats
+from herald.store.db import Db
 from herald.store.sqlitedb import from_us, state_transaction, to_us, write_turn
 
 JOURNEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -22,7 +22,7 @@ _FROM = "FROM journeys j JOIN journey_versions v ON v.journey_id = j.id"
 
 
 def save(
-    state: sqlite3.Connection, *, workspace_id: int, journey: Journey, create_only: bool
+    state: Db, *, workspace_id: int, journey: Journey, create_only: bool
 ) -> tuple[JourneyRecord, str]:
     """Create `journey`, or add its document as a new version when it changed."""
     if not JOURNEY_NAME.fullmatch(journey.name):
@@ -38,7 +38,7 @@ def save(
 
 
 def _save(
-    state: sqlite3.Connection,
+    state: Db,
     workspace_id: int,
     journey: Journey,
     now_us: int,
@@ -52,11 +52,11 @@ def _save(
         (workspace_id, name),
     ).fetchone()
     if row is None:
-        journey_id = state.execute(
+        (journey_id,) = state.execute(
             "INSERT INTO journeys (workspace_id, name, status, version, created_at_us,"
-            " updated_at_us) VALUES (?, ?, ?, 1, ?, ?)",
+            " updated_at_us) VALUES (?, ?, ?, 1, ?, ?) RETURNING id",
             (workspace_id, name, JourneyStatus.LIVE.value, now_us, now_us),
-        ).lastrowid
+        ).fetchone()
         _add_version(state, journey_id, 1, document, now_us)
         return "created"
     if create_only:
@@ -75,9 +75,7 @@ def _save(
     return "updated"
 
 
-def _add_version(
-    state: sqlite3.Connection, journey_id: Any, version: int, document: str, now_us: int
-) -> None:
+def _add_version(state: Db, journey_id: Any, version: int, document: str, now_us: int) -> None:
     state.execute(
         "INSERT INTO journey_versions (journey_id, version, definition, created_at_us)"
         " VALUES (?, ?, ?, ?)",
@@ -85,9 +83,7 @@ def _add_version(
     )
 
 
-def get(
-    state: sqlite3.Connection, *, workspace_id: int, name: str, version: int | None = None
-) -> JourneyRecord:
+def get(state: Db, *, workspace_id: int, name: str, version: int | None = None) -> JourneyRecord:
     row = state.execute(
         f"SELECT {_COLUMNS} {_FROM} AND v.version = coalesce(?, j.version)"
         " WHERE j.workspace_id = ? AND j.name = ?",
@@ -101,7 +97,7 @@ def get(
     return _record(row)
 
 
-def listing(state: sqlite3.Connection, *, workspace_id: int, archived: bool) -> list[JourneyRecord]:
+def listing(state: Db, *, workspace_id: int, archived: bool) -> list[JourneyRecord]:
     rows = state.execute(
         f"SELECT {_COLUMNS} {_FROM} AND v.version = j.version"
         " WHERE j.workspace_id = ? AND (? OR j.status != ?) ORDER BY j.name",
@@ -110,9 +106,7 @@ def listing(state: sqlite3.Connection, *, workspace_id: int, archived: bool) -> 
     return [_record(row) for row in rows]
 
 
-def set_status(
-    state: sqlite3.Connection, *, workspace_id: int, name: str, status: JourneyStatus
-) -> JourneyRecord:
+def set_status(state: Db, *, workspace_id: int, name: str, status: JourneyStatus) -> JourneyRecord:
     with write_turn(state):
         cursor = state.execute(
             "UPDATE journeys SET status = ?, updated_at_us = ? WHERE workspace_id = ? AND name = ?",
@@ -134,7 +128,7 @@ def _record(row: tuple[Any, ...]) -> JourneyRecord:
     )
 
 
-def stats(state: sqlite3.Connection, *, workspace_id: int, name: str) -> JourneyStats:
+def stats(state: Db, *, workspace_id: int, name: str) -> JourneyStats:
     """A journey's figures from its enrollments, step counts and outbox (all versions)."""
     record = get(state, workspace_id=workspace_id, name=name)
     (journey_id,) = state.execute(
@@ -189,9 +183,7 @@ def stats(state: sqlite3.Connection, *, workspace_id: int, name: str) -> Journey
     )
 
 
-def enrollments_of(
-    state: sqlite3.Connection, *, workspace_id: int, customer_id: int
-) -> list[EnrollmentRecord]:
+def enrollments_of(state: Db, *, workspace_id: int, customer_id: int) -> list[EnrollmentRecord]:
     rows = state.execute(
         "SELECT id, journey, version, status, step, due_at_us, entered_at_us, updated_at_us"
         " FROM enrollments WHERE workspace_id = ? AND customer_id = ?"

@@ -9,7 +9,6 @@ Customers API writes (upsert, delete) use a Ledger too: both keep the key index 
 from __future__ import annotations
 
 import bisect
-import sqlite3
 import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import msgspec
 
 from herald.core.identity import ANONYMOUS_KEY, Customer
 from herald.core.schema import MAX_KEY_CHARS, CustomerSchema
+from herald.store.db import Db
 
 _encode = msgspec.json.encode
 _decode_attributes = msgspec.json.Decoder(dict[str, Any]).decode
@@ -61,7 +61,7 @@ class _Row:
 class Ledger:
     """The customers of one write transaction; `flush()` writes what changed."""
 
-    conn: sqlite3.Connection
+    conn: Db
     now_us: int
     # Who each `_id` identifier names (None: nobody), as a processor remembers it across its
     # transactions; read here, never written (the processor updates it after each commit).

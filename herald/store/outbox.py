@@ -8,7 +8,6 @@ sent again with the same id (Idempotency-Key), which is what receivers deduplica
 
 from __future__ import annotations
 
-import sqlite3
 import uuid as uuidlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ import msgspec
 
 from herald.errors import Conflict, NotFound
 from herald.store.base import MessagePage, MessageStatus, NewMessage, OutboxMessage
-from herald.store.sqlitedb import from_us, state_transaction, write_turn
+from herald.store.db import Db, skip_locked, transaction, write_turn
+from herald.store.sqlitedb import from_us
 
 _encode = msgspec.json.encode
 _decode_message = msgspec.json.Decoder(dict[str, Any]).decode
@@ -45,10 +45,9 @@ class Claimed:
     workspace_id: int
 
 
-def enqueue(state: sqlite3.Connection, messages: Sequence[NewMessage], *, now_us: int) -> int:
+def enqueue(state: Db, messages: Sequence[NewMessage], *, now_us: int) -> int:
     """Insert `messages` (inside the caller's transaction); existing (enrollment, step) stay."""
-    before = state.total_changes
-    state.executemany(
+    return state.executemany(
         "INSERT OR IGNORE INTO outbox (message_id, workspace_id, enrollment_id, step_number,"
         " journey, step, customer_id, kind, message, status, due_at_us, created_at_us,"
         " last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -70,18 +69,16 @@ def enqueue(state: sqlite3.Connection, messages: Sequence[NewMessage], *, now_us
             )
             for item in messages
         ],
-    )
-    return state.total_changes - before
+    ).rowcount
 
 
-def claim_due(
-    state: sqlite3.Connection, *, worker: str, now_us: int, claim_us: int, limit: int
-) -> list[Claimed]:
+def claim_due(state: Db, *, worker: str, now_us: int, claim_us: int, limit: int) -> list[Claimed]:
     """Claim up to `limit` due messages for `worker` until now + `claim_us`."""
-    with state_transaction(state):
+    with transaction(state):  # on PostgreSQL, workers skip each other's rows, never wait
         rows = state.execute(
             f"SELECT id, workspace_id, {_COLUMNS} FROM outbox WHERE status = ?"
-            " AND due_at_us <= ? AND claimed_until_us < ? ORDER BY due_at_us LIMIT ?",
+            " AND due_at_us <= ? AND claimed_until_us < ? ORDER BY due_at_us LIMIT ?"
+            + skip_locked(state),
             (MessageStatus.QUEUED.value, now_us, now_us, limit),
         ).fetchall()
         state.executemany(
@@ -91,13 +88,10 @@ def claim_due(
     return [Claimed(row[0], _message(row[2:]), row[1]) for row in rows]
 
 
-def record(
-    state: sqlite3.Connection, attempts: Sequence[Attempt], *, worker: str, now_us: int
-) -> int:
+def record(state: Db, attempts: Sequence[Attempt], *, worker: str, now_us: int) -> int:
     """Record attempts of messages `worker` still holds; return how many were recorded."""
     with write_turn(state):
-        before = state.total_changes
-        state.executemany(
+        return state.executemany(
             "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,"
             " due_at_us = coalesce(?, due_at_us), sent_at_us = ?, claimed_by = NULL,"
             " claimed_until_us = 0 WHERE id = ? AND claimed_by = ?",
@@ -112,11 +106,10 @@ def record(
                 )
                 for attempt in attempts
             ],
-        )
-        return state.total_changes - before
+        ).rowcount
 
 
-def release(state: sqlite3.Connection, *, worker_prefix: str) -> int:
+def release(state: Db, *, worker_prefix: str) -> int:
     """Free the claims of dead workers (names starting with `worker_prefix`); return how many."""
     with write_turn(state):
         return state.execute(
@@ -127,7 +120,7 @@ def release(state: sqlite3.Connection, *, worker_prefix: str) -> int:
 
 
 def listing(
-    state: sqlite3.Connection,
+    state: Db,
     *,
     workspace_id: int,
     status: MessageStatus | None,
@@ -143,7 +136,7 @@ def listing(
     return MessagePage([_message(row[1:]) for row in rows], next_cursor)
 
 
-def get(state: sqlite3.Connection, *, workspace_id: int, message_id: str) -> OutboxMessage:
+def get(state: Db, *, workspace_id: int, message_id: str) -> OutboxMessage:
     row = state.execute(
         f"SELECT {_COLUMNS} FROM outbox WHERE workspace_id = ? AND message_id = ?",
         (workspace_id, message_id),
@@ -155,9 +148,7 @@ def get(state: sqlite3.Connection, *, workspace_id: int, message_id: str) -> Out
     return _message(row)
 
 
-def retry(
-    state: sqlite3.Connection, *, workspace_id: int, message_id: str, now_us: int
-) -> OutboxMessage:
+def retry(state: Db, *, workspace_id: int, message_id: str, now_us: int) -> OutboxMessage:
     """Queue a failed message again, due now; its attempts so far stay counted."""
     with write_turn(state):
         current = get(state, workspace_id=workspace_id, message_id=message_id)

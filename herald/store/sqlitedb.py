@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 from herald.errors import StoreUnavailable
+from herald.store.db import state_transaction, write_turn
+
+__all__ = ["state_transaction", "write_turn"]  # the shared helpers, where they used to be
 
 BUSY_TIMEOUT_MS = 10_000  # CLI writes wait for the writer's commit instead of failing
 
@@ -63,38 +63,6 @@ def _statements(script: str) -> list[str]:
     """Split a migration into statements (they hold no semicolons inside literals)."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
     return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
-
-
-@contextlib.contextmanager
-def write_turn(conn: sqlite3.Connection) -> Iterator[None]:
-    """Take turns writing the database of `conn` with the other processes, fairly.
-
-    SQLite's own wait for the write lock polls (sleeping up to 100 ms between tries), so a writer
-    that commits and begins again at once (the processor, step after step) can starve the others
-    until their busy timeout. A blocking flock on a file beside the database wakes the waiters as
-    soon as it is released, and the processor asks for it again only after reading its next rows.
-    """
-    (_, _, file_name) = conn.execute("PRAGMA database_list").fetchone()
-    with open(f"{file_name}.turn", "a+b") as turn:
-        fcntl.flock(turn, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(turn, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def state_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction on the state database, in turn with its other writers (write_turn):
-    committed when the block ends, rolled back if it raises."""
-    with write_turn(conn):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
 
 def ensure_store_id(conn: sqlite3.Connection) -> str:
