@@ -116,6 +116,7 @@ class Reply:
     `forward`: pass it on to the real Herald first. `status`: answer this instead of Herald's
     answer (None: relay Herald's, or answer 201 with counts when there is no Herald). `hold`:
     answer only once this event is set. `hang_up`: close the connection without an answer.
+    `body`: the answer's body.
     """
 
     status: int | None = None
@@ -123,6 +124,7 @@ class Reply:
     retry_after: str | None = None
     hold: threading.Event | None = None
     hang_up: bool = False
+    body: bytes | None = None  # the answer's body instead of Herald's or the counts
 
 
 @dataclass
@@ -180,6 +182,8 @@ class FaultServer:
         if reply.status is not None:
             status = reply.status
             answer = _json({"error": "injected", "message": f"the fault server's {status}"})
+        if reply.body is not None:
+            answer = reply.body
         received.status = status
         extra = {} if reply.retry_after is None else {"Retry-After": reply.retry_after}
         return status, answer, extra

@@ -194,6 +194,21 @@ def test_bad_config_is_refused_naming_the_field(fields: dict[str, Any], message:
         Config(**fields)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"api_key": None}, "api_key must be a non-empty string, got NoneType"),
+        ({"host": 8000}, "host must be a URL string, got int"),
+        ({"config": {"max_retries": 3}}, "config must be a herald_client.Config, got dict"),
+    ],
+)
+def test_client_arguments_of_the_wrong_type_are_refused(
+    arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        Client(**{"api_key": WRITE_KEY, "host": NOWHERE, **arguments})
+
+
 def test_a_closed_client_refuses_events() -> None:
     client = Client(WRITE_KEY, host=NOWHERE)
     client.close()

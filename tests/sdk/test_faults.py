@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import uuid
 
 import pytest
-from herald_client import Client, Config, Failure, Overflow, QueueFull
+from herald_client import Client, ClientClosed, Config, Failure, Overflow, QueueFull, Rejection
 
 from tests.e2e.conftest import Server, poll_until
 from tests.sdk.conftest import WRITE_KEY, FaultServer, HeraldReader, Reply, held_client
@@ -177,3 +179,76 @@ def test_close_reports_what_herald_never_took(recording_server: FaultServer) -> 
     poll_until(lambda: client.stats().failed == 5, what="the batch in flight is reported too")
     reported = sorted(event.uuid for failure in failures for event in failure.events)
     assert reported == sorted(sent)
+
+
+HERALD_201_WITH_ERRORS = json.dumps(
+    {
+        "accepted": 1,
+        "duplicates": 0,
+        "rejected": 2,
+        "errors": [
+            {"index": 1, "message": "expected a number", "field": "payload.age", "uuid": "x"},
+            {"index": 2, "message": "required for $identify", "field": "payload.distinct_id"},
+            {"index": 2, "message": "a second problem of the same event"},
+            {"index": 9, "message": "an index outside the batch is ignored"},
+        ],
+        "warnings": [{"index": 0, "message": "userId is not part of the event", "field": "userId"}],
+    }
+).encode()
+
+
+def test_per_event_errors_of_a_201_become_rejections_even_if_the_callback_raises(
+    recording_server: FaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    recording_server.replies = [Reply(status=201, body=HERALD_201_WITH_ERRORS)]
+    seen: list[Rejection] = []
+
+    def on_rejected(rejections: list[Rejection]) -> None:
+        seen.extend(rejections)
+        raise RuntimeError("a bug in the caller's callback")
+
+    with Client(WRITE_KEY, host=recording_server.url, on_rejected=on_rejected) as client:
+        sent = [client.track("c", "signup"), client.set("c", {"age": "x"})]
+        sent.append(client.identify("c", "someone"))
+        assert client.flush(timeout_s=30)
+        after = client.track("c", "purchase")  # the sender lives on
+        assert client.flush(timeout_s=30)
+        stats = client.stats()
+
+    assert [(r.uuid, r.event, r.index, r.field, r.message) for r in seen] == [
+        (sent[1], "$set", 1, "payload.age", "expected a number"),
+        (sent[2], "$identify", 2, "payload.distinct_id", "required for $identify"),
+        (sent[2], "$identify", 2, None, "a second problem of the same event"),
+    ]
+    assert (stats.sent, stats.rejected) == (2, 2)
+    assert recording_server.received[1].uuids == [after]
+    assert "Herald rejected 2 events" in caplog.text
+    assert "the on_rejected callback raised" in caplog.text
+    assert "userId is not part of the event" in caplog.text
+
+
+def test_a_2xx_without_a_json_body_counts_as_sent(recording_server: FaultServer) -> None:
+    recording_server.replies = [Reply(status=200, body=b"OK")]
+
+    with Client(WRITE_KEY, host=recording_server.url) as client:
+        client.track("c", "purchase")
+        assert client.flush(timeout_s=30)
+        assert client.stats().sent == 1
+
+
+def test_a_client_inherited_through_fork_refuses_events_in_the_child(
+    recording_server: FaultServer,
+) -> None:
+    with Client(WRITE_KEY, host=recording_server.url) as client:
+        pid = os.fork()
+        if pid == 0:  # the child: its copy of the client has no sender thread
+            try:
+                client.track("c", "purchase")
+            except ClientClosed as exc:
+                os._exit(0 if "made before os.fork()" in str(exc) else 2)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        client.track("c", "purchase")  # the parent's client goes on
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(recording_server.received) == 1
