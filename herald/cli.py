@@ -300,12 +300,10 @@ def processor(stop_on_stdin_eof: bool, nice: int, name: str | None) -> None:
     (HERALD_PROCESSOR_LEASE_S). Set HERALD_EMBEDDED_PROCESSOR=0 for serve to leave it to them.
     """
     from herald.processor.loop import Processor
-    from herald.store import sqlite_path
+    from herald.store import database_of
 
     settings = _settings()
     configure_logging(settings)
-    if not settings.database_url.startswith("sqlite://"):
-        raise ConfigError("The processor runs on SQLite only for now (PostgreSQL is planned).")
     if nice:
         os.nice(nice)
     stop = threading.Event()
@@ -314,7 +312,7 @@ def processor(stop_on_stdin_eof: bool, nice: int, name: str | None) -> None:
     if stop_on_stdin_eof:
         threading.Thread(target=_stop_at_eof, args=(stop.set,), daemon=True).start()
     worker = Processor(
-        sqlite_path(settings.database_url),
+        database_of(settings.database_url),
         synchronous=settings.sqlite_synchronous,
         lease_s=settings.processor_lease_s,
         name=name,
@@ -347,12 +345,10 @@ def delivery(stop_on_stdin_eof: bool) -> None:
 
     from herald.channels.webhook import WebhookChannel, new_session
     from herald.delivery import DeliveryWorker
-    from herald.store import sqlite_path
+    from herald.store import database_of
 
     settings = _settings()
     configure_logging(settings)
-    if not settings.database_url.startswith("sqlite://"):
-        raise ConfigError("Delivery runs on SQLite only for now (PostgreSQL is planned).")
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -367,7 +363,7 @@ def delivery(stop_on_stdin_eof: bool) -> None:
             ).start()
         async with new_session() as session:
             worker = DeliveryWorker(
-                sqlite_path(settings.database_url),
+                database_of(settings.database_url),
                 webhooks=WebhookChannel(session),
                 email=_email_channel(settings),
             )

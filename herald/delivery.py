@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import socket
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -22,8 +21,9 @@ from herald.channels.base import Delivery, EmailMessage, Result, WebhookMessage
 from herald.channels.email import EmailChannel
 from herald.channels.webhook import WebhookChannel
 from herald.core.backoff import MAX_ATTEMPTS, retry_delay_s
-from herald.store import outbox
+from herald.store import outbox, postgres
 from herald.store.base import MessageStatus
+from herald.store.db import Db
 from herald.store.sqlitedb import connect, migrate, state_path
 
 logger = logging.getLogger(__name__)
@@ -35,11 +35,11 @@ IDLE_S = 0.02  # pause when nothing is due (the check is one indexed query)
 
 
 class DeliveryWorker:
-    """Sends the outbox of one SQLite state database."""
+    """Sends the outbox of one store: a SQLite log file's state database, or a PostgreSQL URL."""
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         *,
         webhooks: WebhookChannel,
         email: EmailChannel | None,
@@ -55,10 +55,15 @@ class DeliveryWorker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(concurrency)
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Db | None = None
         self.sent = 0
 
     def open(self) -> None:
+        if isinstance(self.path, str):
+            conn = postgres.connect(self.path, role="herald-delivery")
+            postgres.migrate(conn)
+            self._conn = conn
+            return
         # No fsync per record: a lost tail (power cut) only sends those messages again, with
         # the same Idempotency-Key; kill -9 loses nothing.
         self._conn = connect(state_path(self.path), synchronous="normal")
@@ -133,6 +138,6 @@ class DeliveryWorker:
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> Db:
         assert self._conn is not None, "open() the worker first"
         return self._conn

@@ -154,7 +154,8 @@ class JourneyRunner:
         self.messages.clear()
         self.conn.executemany(
             "INSERT INTO journey_step_counts (journey_id, step, entered) VALUES (?, ?, ?)"
-            " ON CONFLICT (journey_id, step) DO UPDATE SET entered = entered + excluded.entered",
+            " ON CONFLICT (journey_id, step) DO UPDATE"
+            " SET entered = journey_step_counts.entered + excluded.entered",
             [(journey_id, step, count) for (journey_id, step), count in self._step_counts.items()],
         )
         self._step_counts.clear()

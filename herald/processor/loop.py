@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -42,9 +41,12 @@ from herald.processor.attribution import (
     lookup_keys,
 )
 from herald.processor.journeys import JourneyCache, JourneyRunner
+from herald.store import postgres
+from herald.store.db import Db, PgDb, TransientError, snapshot, state_transaction
+from herald.store.db import Error as DbError
 from herald.store.idindex import unpack_positions
 from herald.store.ledger import Ledger, record_id
-from herald.store.sqlitedb import connect, from_us, migrate, state_path, state_transaction
+from herald.store.sqlitedb import connect, from_us, migrate, state_path
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ class Processor:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         *,
         synchronous: str = "full",
         lease_s: float = LEASE_S,
@@ -104,8 +106,8 @@ class Processor:
         # a few events per partition; the rows past the step are read again by the next one.
         self._fetch_rows = max(16, max_step_events // PARTITIONS // 4)
         self._clock = clock
-        self._log: sqlite3.Connection | None = None
-        self._state: sqlite3.Connection | None = None
+        self._log: Db | None = None
+        self._state: Db | None = None
         self._owned: dict[int, int] = {}  # partition -> checkpoint seq
         self._next_refresh = 0.0
         self._schemas: dict[int, CustomerSchema] = {}
@@ -122,23 +124,33 @@ class Processor:
     # -- lifecycle -------------------------------------------------------------------------
 
     def open(self) -> None:
-        self._log = connect(self.path, synchronous=self._synchronous)
+        """Connect (and migrate): `path` is the SQLite log file, or a PostgreSQL URL."""
+        if isinstance(self.path, str):
+            db = postgres.connect(self.path, role="herald-processor")
+            postgres.migrate(db)
+            self._log = self._state = db
+        else:
+            self._open_sqlite(self.path)
+        self._state_db().executemany(
+            "INSERT OR IGNORE INTO partitions (partition) VALUES (?)",
+            [(partition,) for partition in range(PARTITIONS)],
+        )
+
+    def _open_sqlite(self, path: Path) -> None:
+        self._log = connect(path, synchronous=self._synchronous)
         migrate(self._log)
         # No fsync per step: the state is derived from the log, and in WAL mode a power cut can
         # only roll it back to an earlier step, which is then redone from the log (kill -9 loses
         # nothing: committed pages are in the OS's cache). Its fsyncs queued with the log's.
-        self._state = connect(state_path(self.path), synchronous=STATE_SYNCHRONOUS)
+        state = connect(state_path(path), synchronous=STATE_SYNCHRONOUS)
         # Customer keys and the per-customer index of event records take random inserts: a
         # cache that holds their hot pages saves re-reading them from the OS on every step.
-        self._state.execute(f"PRAGMA cache_size = -{STATE_CACHE_KIB}")
+        state.execute(f"PRAGMA cache_size = -{STATE_CACHE_KIB}")
         # A step dirties pages all over the customer index; checkpointing the WAL every 1,000
         # pages (the default) copied most of them back after every step.
-        self._state.execute(f"PRAGMA wal_autocheckpoint = {STATE_CHECKPOINT_PAGES}")
-        migrate(self._state, "state_migrations")
-        self._state.executemany(
-            "INSERT OR IGNORE INTO partitions (partition) VALUES (?)",
-            [(partition,) for partition in range(PARTITIONS)],
-        )
+        state.execute(f"PRAGMA wal_autocheckpoint = {STATE_CHECKPOINT_PAGES}")
+        migrate(state, "state_migrations")
+        self._state = state
 
     def close(self) -> None:
         """Give the partitions back at once (the next processor need not wait for the lease)."""
@@ -149,10 +161,10 @@ class Processor:
                     (self.name,),
                 )
                 self._state.execute("DELETE FROM processors WHERE id = ?", (self.name,))
-            except sqlite3.Error:
+            except DbError:
                 logger.warning("Processor %s could not hand its partitions back", self.name)
             self._state.close()
-        if self._log is not None:
+        if self._log is not None and self._log is not self._state:
             self._log.close()
         self._state = self._log = None
         self._owned = {}
@@ -168,8 +180,9 @@ class Processor:
         while not stop.is_set():
             try:
                 applied = self.step()
-            except sqlite3.OperationalError as exc:  # busy past the timeout: try again shortly
+            except TransientError as exc:  # busy, or a lost connection: again shortly
                 logger.warning("Processor %s step failed, retrying: %s", self.name, exc)
+                self._reconnect_if_broken()
                 applied = 0
             if applied < self._max_step_events // 2:
                 stop.wait(pause_s)
@@ -228,8 +241,7 @@ class Processor:
     def _fetch(self) -> list[LogRow]:
         """The next rows of the owned partitions, merged in seq order, cut at a request edge."""
         log = self._connection(self._log)
-        log.execute("BEGIN")  # one snapshot for every partition: no row can appear in a gap
-        try:
+        with snapshot(log):  # one snapshot for every partition: no row can appear in a gap
             lanes = [
                 log.execute(
                     "SELECT seq, request_seq, workspace_id, partition, count, positions, events,"
@@ -239,8 +251,6 @@ class Processor:
                 ).fetchall()
                 for partition, checkpoint in self._owned.items()
             ]
-        finally:
-            log.execute("COMMIT")
         # A lane that filled its page may have more rows below the other lanes' last seqs.
         bound = min(
             (lane[-1][0] for lane in lanes if len(lane) == self._fetch_rows),
@@ -323,14 +333,14 @@ class Processor:
             applied += 1
         return applied
 
-    def _check_generation(self, state: sqlite3.Connection) -> None:
+    def _check_generation(self, state: Db) -> None:
         row = state.execute("SELECT value FROM meta WHERE key = 'customers_generation'").fetchone()
         generation = row[0] if row else None
         if generation != self._generation:  # a merge or delete elsewhere moved identifiers
             self._forget()
             self._generation = generation
 
-    def _check_ownership(self, state: sqlite3.Connection) -> None:
+    def _check_ownership(self, state: Db) -> None:
         rows = state.execute(
             "SELECT partition, owner, checkpoint_seq FROM partitions"
             f" WHERE partition IN ({','.join('?' * len(self._owned))})",
@@ -344,7 +354,7 @@ class Processor:
                 self._owned[partition] = checkpoint  # someone else processed it meanwhile
                 self._forget()
 
-    def _advance(self, state: sqlite3.Connection, rows: list[LogRow], now_us: int) -> None:
+    def _advance(self, state: Db, rows: list[LogRow], now_us: int) -> None:
         covered: dict[int, tuple[int, int, int]] = {}  # partition -> (first seq, last seq, events)
         for seq, _, _, partition, count, _, _, _ in rows:
             first, _, events = covered.get(partition, (seq, seq, 0))
@@ -393,7 +403,7 @@ class Processor:
         self._owned = owned
         self._next_refresh = now + self._lease_s / 3
 
-    def _renew(self, state: sqlite3.Connection, now_us: int, lease_us: int) -> dict[int, int]:
+    def _renew(self, state: Db, now_us: int, lease_us: int) -> dict[int, int]:
         """Heartbeat, take or give back partitions, renew the leases (inside a transaction)."""
         state.execute(
             "INSERT INTO processors (id, started_at_us, seen_at_us) VALUES (?, ?, ?)"
@@ -409,7 +419,7 @@ class Processor:
         )
         return owned
 
-    def _rebalance(self, state: sqlite3.Connection, share: int, now_us: int) -> dict[int, int]:
+    def _rebalance(self, state: Db, share: int, now_us: int) -> dict[int, int]:
         rows = state.execute(
             "SELECT partition, owner, lease_until_us, checkpoint_seq FROM partitions"
             " ORDER BY partition"
@@ -435,8 +445,19 @@ class Processor:
             mine[partition] = checkpoint
         return mine
 
+    def _reconnect_if_broken(self) -> None:
+        """Open PostgreSQL again after a lost connection (SQLite's do not break)."""
+        broken = [db for db in (self._log, self._state) if isinstance(db, PgDb) and db.conn.broken]
+        if broken and isinstance(self.path, str):
+            self.close()
+            self.open()
+            self._next_refresh = 0.0
+
+    def _state_db(self) -> Db:
+        return self._connection(self._state)
+
     @staticmethod
-    def _connection(conn: sqlite3.Connection | None) -> sqlite3.Connection:
+    def _connection(conn: Db | None) -> Db:
         assert conn is not None, "open() the processor first"
         return conn
 

@@ -22,6 +22,11 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
+def database_of(url: str) -> Path | str:
+    """What the processor and delivery open: the SQLite log file, or the PostgreSQL URL."""
+    return sqlite_path(url) if url.startswith("sqlite://") else url
+
+
 def open_store(
     settings: Settings,
     *,
@@ -45,7 +50,12 @@ def open_store(
             observe_commit=observe,
             on_writer_lost=on_writer_lost,
         )
-    raise ConfigError(
-        "PostgreSQL support is not built yet (it is planned); "
-        "use HERALD_DATABASE_URL=sqlite:///herald.db for now."
+    from herald.store.postgres import PostgresStore  # psycopg only when it is used
+
+    return PostgresStore(
+        settings.database_url,
+        writer=writer,
+        max_pending_events=settings.max_pending_events,
+        max_commit_events=settings.max_commit_events,
+        observe_commit=observe,
     )

@@ -239,13 +239,12 @@ def unique_values(state: Db, *, workspace_id: int, name: str) -> None:
     Values count as shared when they would find the same customer ("42" and 42 do).
     """
     rows = state.execute(
-        "SELECT json_extract(attributes, '$.' || json_quote(?)) FROM customers"
-        " WHERE workspace_id = ? AND merged_into IS NULL",
-        (name, workspace_id),
+        "SELECT attributes FROM customers WHERE workspace_id = ? AND merged_into IS NULL",
+        (workspace_id,),
     )
     seen: set[str] = set()
-    for (value,) in rows:
-        text = key_text(value)
+    for (attributes,) in rows:
+        text = key_text(_decode_attributes(attributes).get(name))
         if text is None:
             continue
         if text in seen:

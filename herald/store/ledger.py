@@ -115,10 +115,9 @@ class Ledger:
             "INSERT OR IGNORE INTO key_names (workspace_id, name) VALUES (?, ?)",
             (workspace_id, name),
         )
-        rows = self.conn.execute(  # decoded here: json_extract makes true 1 and objects text
-            "SELECT id, attributes FROM customers WHERE workspace_id = ? AND merged_into IS NULL"
-            " AND json_type(attributes, '$.' || json_quote(?)) IS NOT NULL",
-            (workspace_id, name),
+        rows = self.conn.execute(  # decoded here: JSON functions differ between the databases
+            "SELECT id, attributes FROM customers WHERE workspace_id = ? AND merged_into IS NULL",
+            (workspace_id,),
         )
         for customer_id, attributes in rows.fetchall():
             text = key_text(_decode_attributes(attributes).get(name))
@@ -130,11 +129,11 @@ class Ledger:
     def new_id(self) -> int:
         """A customer id nobody holds (ids may be skipped: a decision need not use it)."""
         if not self._next_id:
-            (last,) = self.conn.execute(
-                "SELECT max((SELECT coalesce(max(id), 0) FROM customers), coalesce((SELECT"
-                " CAST(value AS INTEGER) FROM meta WHERE key = 'last_customer_id'), 0))"
+            (highest,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM customers").fetchone()
+            row = self.conn.execute(
+                "SELECT value FROM meta WHERE key = 'last_customer_id'"
             ).fetchone()
-            self._next_id = last + 1
+            self._next_id = max(highest, int(row[0]) if row else 0) + 1
         customer_id = self._next_id
         self._next_id += 1
         self._last_id = customer_id
@@ -227,7 +226,7 @@ class Ledger:
         """Tell every processor to forget who identifiers name (they changed outside it)."""
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES ('customers_generation', '1') ON CONFLICT (key)"
-            " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            " DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)"
         )
 
     def generation(self) -> str | None:

@@ -51,21 +51,22 @@ _INSERT_BATCH = (
     "INSERT INTO event_batches (seq, request_seq, workspace_id, partition, count, received_at_us,"
     " sent_at_us, ids, positions, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_QUARANTINE = (
+INSERT_QUARANTINE = (
     "INSERT INTO quarantine (workspace_id, batch_index, uuid, raw, errors, received_at_us)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
-_ADD_COUNTERS = (
+ADD_COUNTERS = (
     "INSERT INTO workspace_counters (workspace_id, accepted, duplicates, rejected)"
     " VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id) DO UPDATE SET"
-    " accepted = accepted + excluded.accepted, duplicates = duplicates + excluded.duplicates,"
-    " rejected = rejected + excluded.rejected"
+    " accepted = workspace_counters.accepted + excluded.accepted,"
+    " duplicates = workspace_counters.duplicates + excluded.duplicates,"
+    " rejected = workspace_counters.rejected + excluded.rejected"
 )
 _encode = msgspec.json.encode
 
 
 @dataclass
-class _Plan:
+class Plan:
     """What one group commit writes: rows for SQLite, ids for the index, a result per request."""
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -142,9 +143,7 @@ class LogWriter:
             self._index_stale = True
         return plan.results
 
-    def _plan_without_duplicates(
-        self, requests: Sequence[AppendRequest], writer: IdWriter
-    ) -> _Plan:
+    def _plan_without_duplicates(self, requests: Sequence[AppendRequest], writer: IdWriter) -> Plan:
         kept = [
             [
                 event
@@ -157,16 +156,16 @@ class LogWriter:
         writer.set_locations(zip(plan.keys, plan.locations, strict=True))
         return plan
 
-    def _plan(self, requests: Sequence[AppendRequest], kept: list[list[Accepted]]) -> _Plan:
-        plan = _Plan()
+    def _plan(self, requests: Sequence[AppendRequest], kept: list[list[Accepted]]) -> Plan:
+        plan = Plan()
         seq = self._next_seq
         for request, events in zip(requests, kept, strict=True):
-            seq = _plan_request(plan, request, events, seq)
+            seq = plan_request(plan, request, events, seq)
         plan.next_seq = seq
         return plan
 
 
-def _plan_request(plan: _Plan, request: AppendRequest, events: list[Accepted], seq: int) -> int:
+def plan_request(plan: Plan, request: AppendRequest, events: list[Accepted], seq: int) -> int:
     """Add one request's rows to `plan`: one record batch per partition; return the next seq."""
     workspace_id = request.workspace_id
     prefix = workspace_id.to_bytes(4, "big")
@@ -226,14 +225,14 @@ def _by_partition(events: list[Accepted]) -> dict[int, list[int]]:
     return lanes
 
 
-def _commit_plan(conn: sqlite3.Connection, plan: _Plan) -> None:
+def _commit_plan(conn: sqlite3.Connection, plan: Plan) -> None:
     try:
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(_INSERT_BATCH, plan.rows)
         if plan.quarantine:
-            conn.executemany(_INSERT_QUARANTINE, plan.quarantine)
+            conn.executemany(INSERT_QUARANTINE, plan.quarantine)
         conn.executemany(
-            _ADD_COUNTERS, [(ws, *totals) for ws, totals in plan.counters.items() if any(totals)]
+            ADD_COUNTERS, [(ws, *totals) for ws, totals in plan.counters.items() if any(totals)]
         )
         conn.execute("COMMIT")
     except sqlite3.Error as exc:

@@ -129,7 +129,7 @@ def listing(
 ) -> MessagePage:
     rows = state.execute(
         f"SELECT id, {_COLUMNS} FROM outbox WHERE workspace_id = ? AND id > ?"
-        " AND (? IS NULL OR status = ?) ORDER BY id LIMIT ?",
+        " AND (CAST(? AS TEXT) IS NULL OR status = ?) ORDER BY id LIMIT ?",
         (workspace_id, after, status, status, limit),
     ).fetchall()
     next_cursor = str(rows[-1][0]) if len(rows) == limit else None
