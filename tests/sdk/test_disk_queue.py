@@ -69,7 +69,7 @@ def test_events_queued_by_a_process_killed_with_sigkill_are_sent_by_the_next_cli
 
 
 def test_close_with_herald_unreachable_keeps_the_events_for_the_next_client(
-    recording_server: FaultServer, tmp_path: Path
+    recording_server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue_path = tmp_path / "queue.db"
     recording_server.replies = [Reply(status=503, retry_after="60")]
@@ -78,6 +78,7 @@ def test_close_with_herald_unreachable_keeps_the_events_for_the_next_client(
 
     assert not first.close(timeout_s=0.2)
     assert first.stats().failed == 0
+    assert "closed with 5 events not yet sent in its queue file" in caplog.text
 
     with Client(WRITE_KEY, host=recording_server.url, queue_path=queue_path) as second:
         assert second.flush(timeout_s=30)

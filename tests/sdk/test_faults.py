@@ -8,11 +8,12 @@ import logging
 import os
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from herald_client import Client, ClientClosed, Config, Failure, Overflow, QueueFull, Rejection
 
-from tests.e2e.conftest import Server, poll_until
+from tests.e2e.conftest import Server, free_port, poll_until
 from tests.sdk.conftest import WRITE_KEY, FaultServer, HeraldReader, Reply, held_client
 
 FAST_RETRIES = Config(backoff_base_s=0.01, backoff_max_s=0.05)
@@ -252,3 +253,49 @@ def test_a_client_inherited_through_fork_refuses_events_in_the_child(
 
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(recording_server.received) == 1
+
+
+def test_nothing_listening_is_a_network_error_retried_then_reported(tmp_path: Path) -> None:
+    failures: list[Failure] = []
+    config = Config(max_retries=1, backoff_base_s=0.01)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+
+    with Client(WRITE_KEY, host=nowhere, config=config, on_error=failures.append) as client:
+        sent = client.track("c", "purchase")
+        assert client.flush(timeout_s=30)
+        assert client.close()  # a second close() has nothing left to do
+
+    assert [(failure.status, [event.uuid for event in failure.events]) for failure in failures] == [
+        (None, [sent])
+    ]
+    assert "gave up after 2 tries; the last: network error: ConnectionRefusedError" in (
+        failures[0].reason
+    )
+    assert client.stats().retries == 1
+
+
+def test_close_wakes_a_call_waiting_for_room_with_client_closed(
+    recording_server: FaultServer,
+) -> None:
+    config = Config(max_queue_events=1, max_batch_events=1, block_timeout_s=60)
+    client, release, _ = held_client(recording_server, config)
+    client.track("c", "purchase")
+    outcome: list[BaseException] = []
+
+    def wait_for_room() -> None:
+        try:
+            client.track("c", "purchase")
+        except ClientClosed as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=wait_for_room)
+    caller.start()
+    poll_until(lambda: client.stats().blocked == 1, what="the third call waits for room")
+
+    assert not client.close(timeout_s=0.1)  # the first event is still held by the server
+    caller.join(timeout=30)
+    release.set()
+
+    assert [str(exc) for exc in outcome] == [
+        "the client is closed; make a new one to send more events"
+    ]

@@ -67,6 +67,7 @@ class Pipeline:
         if not isinstance(config, Config):
             raise TypeError(f"config must be a herald_client.Config, got {type(config).__name__}")
         self.events = EventFactory(max_event_bytes=config.max_event_bytes, source=config.source)
+        self._queue_path = queue_path
         spool: Spool = MemorySpool() if queue_path is None else SqliteSpool(queue_path)
         self.queue = BoundedQueue(
             spool,
@@ -141,11 +142,13 @@ class Pipeline:
     def _report_left(self, left: list[QueuedEvent]) -> None:
         if left:
             self._sender.fail(left, "the client was closed before they could be sent", None)
-        elif self.queue.spool.durable and len(self.queue.spool):
+        unsettled = self.queue.enqueued - self.queue.handled  # waiting, or in the sender's hands
+        if self.queue.spool.durable and unsettled:
             logger.warning(
-                "Herald client closed with %d events left in its queue file; the next client "
-                "on the same queue_path sends them",
-                len(self.queue.spool),
+                "Herald client closed with %d events not yet sent in its queue file %s; the "
+                "next client on this queue_path sends them",
+                unsettled,
+                self._queue_path,
             )
 
     def stats(self) -> Stats:

@@ -181,13 +181,14 @@ class BoundedQueue:
                 self._room.notify_all()
             return batch
 
-    def finish(self, count: int, *, forget: bool = True) -> None:
-        """The sender is done with the batch it took (`forget`: remove it from the spool)."""
+    def finish(self, count: int, *, settled: bool) -> None:
+        """The sender is done with the batch it took. `settled`: Herald answered for it (or it
+        was reported as a Failure), so the spool forgets it; otherwise a queue file keeps it."""
         with self._lock:
-            if forget:
+            if settled:
                 self.spool.done()
-            self.handled += count
-            self._progress.notify_all()
+                self.handled += count
+                self._progress.notify_all()
 
     def wait_handled(self, target: int, timeout_s: float | None) -> bool:
         """Wait until `target` events have been handled; False if `timeout_s` passed first."""

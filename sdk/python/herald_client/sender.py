@@ -96,18 +96,19 @@ class Sender:
                 logger.exception("Herald client: unexpected error sending %d events", len(batch))
                 self.fail(batch, f"unexpected error in the client: {exc!r}", None)
                 settled = True
-            self._queue.finish(len(batch), forget=settled)
+            self._queue.finish(len(batch), settled=settled)
 
     def _deliver(self, batch: list[QueuedEvent]) -> bool:
-        """Send `batch` until settled, in smaller parts after a 413; False if close() aborted it
-        first."""
+        """Send `batch` until settled (sent, rejected or reported as a Failure), in smaller parts
+        after a 413. False when close() aborted it first and a queue file keeps it."""
         answer = self._send(batch)
         if answer is None:
             if not self._abort.is_set():
                 return True  # retries used up: reported as a Failure
-            if not self._queue.spool.durable:
-                self.fail(batch, "the client was closed before Herald took them", None)
-            return False
+            if self._queue.spool.durable:
+                return False
+            self.fail(batch, "the client was closed before Herald took them", None)
+            return True
         if answer.status == 413 and len(batch) > 1:
             self._shrink(batch)
             return all(self._deliver(part) for part in self._split(batch))
