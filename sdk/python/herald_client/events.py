@@ -97,8 +97,7 @@ class EventFactory:
         self._max_event_bytes = max_event_bytes
         self._source = _quote(require_text(source, "source"))
         self._uuids = UuidSequence()
-        self._second = -1
-        self._second_text = ""
+        self._second: tuple[int, str] = (-1, "")  # one tuple: threads never see half an update
 
     def track(
         self,
@@ -172,10 +171,11 @@ class EventFactory:
         """Now, as Herald's seeds write it (`2024-03-15T02:31:05.295Z`); the date part is cached."""
         now = time.time()
         second = int(now)
-        if second != self._second:
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._second = cached
+        return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def require_text(value: object, name: str) -> str:
