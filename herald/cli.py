@@ -32,7 +32,7 @@ from herald.core.keys import KeyKind, format_key
 from herald.core.schema import AttributeType, CustomerSchema
 from herald.errors import ConfigError, ServiceError
 from herald.settings import Settings
-from herald.store import open_store
+from herald.store import open_store, shown_url
 from herald.store.base import Store
 
 P = ParamSpec("P")
@@ -124,6 +124,52 @@ def main() -> None:
 @_friendly
 def serve(host: str | None, port: int | None) -> None:
     """Run Herald with all roles in one process (the embedded default)."""
+    settings = _settings(host=host, port=port)
+    configure_logging(settings)
+    _run_api(settings, embedded=True)
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="API processes sharing the port (more than one needs PostgreSQL).",
+)
+@click.option("--worker-fd", type=int, default=None, hidden=True, help="A listening socket.")
+@click.option("--stop-on-stdin-eof", is_flag=True, hidden=True, help="Stop when stdin closes.")
+@_friendly
+def api(
+    host: str | None, port: int | None, workers: int, worker_fd: int | None, stop_on_stdin_eof: bool
+) -> None:
+    """Run the API role alone: ingestion and the admin API, no processor or delivery.
+
+    Run `herald processor` and `herald delivery` beside it (as many of each as you like, on this
+    machine or others sharing the PostgreSQL database).
+    """
+    settings = _settings(host=host, port=port)
+    configure_logging(settings)
+    if workers > 1 and worker_fd is None:
+        if settings.database_url.startswith("sqlite://"):
+            raise ConfigError(
+                "Several API workers need PostgreSQL (a SQLite file has one writer): set "
+                "HERALD_DATABASE_URL=postgresql://... or run --workers 1."
+            )
+        _run_api_workers(settings, workers)
+        return
+    _run_api(settings, embedded=False, fd=worker_fd, stop_on_stdin_eof=stop_on_stdin_eof)
+
+
+def _run_api(
+    settings: Settings, *, embedded: bool, fd: int | None = None, stop_on_stdin_eof: bool = False
+) -> None:
+    """Serve the API until a signal; `embedded` also runs the processor and delivery children.
+
+    With `fd`, serve on that listening socket (one of `herald api --workers N`'s processes).
+    """
     import uvicorn
     import uvloop
 
@@ -131,8 +177,6 @@ def serve(host: str | None, port: int | None) -> None:
     from herald.api.metrics import Metrics
     from herald.bootstrap import bootstrap
 
-    settings = _settings(host=host, port=port)
-    configure_logging(settings)
     metrics = Metrics()
     lost: list[bool] = []
     server: uvicorn.Server | None = None
@@ -150,6 +194,7 @@ def serve(host: str | None, port: int | None) -> None:
         app,
         host=settings.host,
         port=settings.port,
+        fd=fd,
         loop="uvloop",
         http="httptools",
         log_config=None,
@@ -157,20 +202,23 @@ def serve(host: str | None, port: int | None) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-
-    _check_port_free(settings)
+    if fd is None:
+        _check_port_free(settings)
+    if stop_on_stdin_eof:
+        threading.Thread(
+            target=_stop_at_eof, args=(lambda: setattr(server, "should_exit", True),), daemon=True
+        ).start()
 
     async def run() -> None:
         await store.start()
         stop = asyncio.Event()
         supervisors: list[asyncio.Task[None]] = []
         try:
-            created = await bootstrap(store, settings)
-            if settings.embedded_processor:
-                supervisors.append(asyncio.create_task(supervise_processor(stop, store)))
-            if settings.embedded_delivery:
-                supervisors.append(asyncio.create_task(supervise_delivery(stop, store)))
-            _print_welcome(settings, created is not None)
+            if fd is None:  # a worker of `api --workers N`: its parent did this once
+                created = await bootstrap(store, settings)
+                _print_welcome(settings, created is not None)
+            if embedded:
+                supervisors.extend(_embedded_roles(settings, stop, store))
             _tune_gc()
             await server.serve()
         finally:
@@ -184,6 +232,62 @@ def serve(host: str | None, port: int | None) -> None:
     if lost:
         click.echo("error: the log writer process stopped; restart Herald.", err=True)
         sys.exit(1)
+
+
+def _embedded_roles(
+    settings: Settings, stop: asyncio.Event, store: Store
+) -> list[asyncio.Task[None]]:
+    """The processor and delivery children of `serve`, unless settings leave them out."""
+    roles = []
+    if settings.embedded_processor:
+        roles.append(asyncio.create_task(supervise_processor(stop, store)))
+    if settings.embedded_delivery:
+        roles.append(asyncio.create_task(supervise_delivery(stop, store)))
+    return roles
+
+
+def _run_api_workers(settings: Settings, workers: int) -> None:
+    """Bind the port once and run `workers` API processes on it, restarting any that dies."""
+    from herald.bootstrap import bootstrap
+
+    listener = _listen(settings)
+
+    async def run() -> None:
+        store = open_store(settings, writer=False)
+        await store.start()
+        try:
+            created = await bootstrap(store, settings)
+        finally:
+            await store.close()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, stop.set)
+        fd = listener.fileno()
+        children = [
+            supervise_child(stop, ["api", f"--worker-fd={fd}"], pass_fds=(fd,))
+            for _ in range(workers)
+        ]
+        _print_welcome(settings, created is not None)
+        logger.info("%d API workers on %s:%d", workers, settings.host, settings.port)
+        await asyncio.gather(*children)
+
+    try:
+        asyncio.run(run())
+    finally:
+        listener.close()
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """A listening socket on the configured host and port, to hand to worker processes."""
+    _check_port_free(settings)
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((settings.host, settings.port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
 
 
 async def _shut_down(supervisors: list[asyncio.Task[None]], store: Store) -> None:
@@ -238,6 +342,7 @@ async def supervise_child(
     args: list[str],
     *,
     on_death: Callable[[int], Awaitable[None]] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> None:
     """Run `herald ARGS` as a child until `stop`; restart it a second after it dies.
 
@@ -252,6 +357,7 @@ async def supervise_child(
             "--stop-on-stdin-eof",
             stdin=asyncio.subprocess.PIPE,
             start_new_session=True,  # Ctrl-C is serve's to handle; the child follows its stdin
+            pass_fds=pass_fds,
         )
         exited = asyncio.create_task(child.wait())
         stopping = asyncio.create_task(stop.wait())
@@ -318,7 +424,7 @@ def processor(stop_on_stdin_eof: bool, nice: int, name: str | None) -> None:
         name=name,
     )
     worker.open()
-    logger.info("Processor %s started on %s", worker.name, settings.database_url)
+    logger.info("Processor %s started on %s", worker.name, shown_url(settings.database_url))
     _tune_gc()
     try:
         worker.run(stop)
@@ -368,7 +474,7 @@ def delivery(stop_on_stdin_eof: bool) -> None:
                 email=_email_channel(settings),
             )
             worker.open()
-            logger.info("Delivery %s started on %s", worker.name, settings.database_url)
+            logger.info("Delivery %s started on %s", worker.name, shown_url(settings.database_url))
             try:
                 await worker.run(stop)
             finally:
@@ -470,7 +576,7 @@ def _tune_gc() -> None:
 def _print_welcome(settings: Settings, first_start: bool) -> None:
     lines = [
         f"Herald {__version__} on http://{settings.host}:{settings.port} "
-        f"(store: {settings.database_url})",
+        f"(store: {shown_url(settings.database_url)})",
         f"Get an API key:  {_herald_command()} keys create --workspace default --kind write",
         "Send events:     POST /api/events/batch/ with 'Authorization: Api-Key <key>'",
         "API reference:   /docs and /openapi.json",

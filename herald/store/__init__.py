@@ -22,6 +22,15 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
+def shown_url(url: str) -> str:
+    """`url` as logs and messages show it: without a password."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return parsed._replace(netloc=netloc).geturl()
+
+
 def database_of(url: str) -> Path | str:
     """What the processor and delivery open: the SQLite log file, or the PostgreSQL URL."""
     return sqlite_path(url) if url.startswith("sqlite://") else url
