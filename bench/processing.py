@@ -25,10 +25,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -39,14 +40,14 @@ from bench.loadgen import Load
 
 REQUEST_EVENTS = 100
 
+if TYPE_CHECKING:
+    from herald.store.base import AppendRequest
+
 
 def fill_log(path: Path, events: int, values: int, identify_share: float) -> int:
     """Write the benchmark's log through the store's own writer; return the events written."""
-    from herald.core.events import Accepted, partition_of
-    from herald.store.base import AppendRequest
     from herald.store.logwriter import LogWriter
     from herald.store.sqlite import SqliteStore
-    from herald.types import WorkspaceId
 
     async def workspace() -> None:
         store = SqliteStore(path)
@@ -55,6 +56,23 @@ def fill_log(path: Path, events: int, values: int, identify_share: float) -> int
         await store.close()
 
     asyncio.run(workspace())
+    writer = LogWriter(path, synchronous="normal")
+    writer.open()
+    written = 0
+    for request in benchmark_requests(events, values, identify_share):
+        writer.write_group([request])
+        written += len(request.accepted)
+    writer.close()
+    return written
+
+
+def benchmark_requests(events: int, values: int, identify_share: float) -> Iterator[AppendRequest]:
+    """The benchmark's log as requests of 100 events of workspace 1: `events` over `values`
+    correlation values, in shuffled rounds; `identify_share` of them end with an `$identify`."""
+    from herald.core.events import Accepted, partition_of
+    from herald.store.base import AppendRequest
+    from herald.types import WorkspaceId
+
     rng = random.Random(7)
     names = [str(uuid.UUID(int=rng.getrandbits(128))).upper() for _ in range(values)]
     identifying = set(rng.sample(range(values), int(values * identify_share)))
@@ -65,17 +83,13 @@ def fill_log(path: Path, events: int, values: int, identify_share: float) -> int
         rng.shuffle(order)
         last = round_number == rounds - 1
         stream.extend((value, last and value in identifying) for value in order)
-    writer = LogWriter(path, synchronous="normal")
-    writer.open()
     for start in range(0, len(stream), REQUEST_EVENTS):
         accepted = []
         for value, identify in stream[start : start + REQUEST_EVENTS]:
             name = names[value]
             raw = _event(name, identify, value).encode()
             accepted.append(Accepted(uuid.uuid4().bytes, partition_of(1, name), raw))
-        writer.write_group([AppendRequest(WorkspaceId(1), accepted, [], datetime.now(UTC), None)])
-    writer.close()
-    return len(stream)
+        yield AppendRequest(WorkspaceId(1), accepted, [], datetime.now(UTC), None)
 
 
 def _event(name: str, identify: bool, value: int) -> str:

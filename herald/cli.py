@@ -194,7 +194,6 @@ def _run_api(
         app,
         host=settings.host,
         port=settings.port,
-        fd=fd,
         loop="uvloop",
         http="httptools",
         log_config=None,
@@ -220,7 +219,9 @@ def _run_api(
             if embedded:
                 supervisors.extend(_embedded_roles(settings, stop, store))
             _tune_gc()
-            await server.serve()
+            # socket(fileno=) finds the family itself; uvicorn's fd= takes every descriptor for
+            # a Unix socket, and TCP connections then lose TCP_NODELAY (40 ms per answer).
+            await server.serve(sockets=None if fd is None else [socket.socket(fileno=fd)])
         finally:
             stop.set()
             await _finish(_shut_down(supervisors, store))
