@@ -113,7 +113,7 @@ class PgLogWriter:
             _copy(conn, COPY_BATCHES, BATCH_TYPES, plan.rows)
             cursor = conn.cursor()
             if plan.quarantine:
-                cursor.executemany(INSERT_QUARANTINE.replace("?", "%s"), plan.quarantine)
+                cursor.executemany(INSERT_QUARANTINE.replace("?", "%s"), _quarantine_rows(plan))
             counters = [(ws, *totals) for ws, totals in plan.counters.items() if any(totals)]
             if counters:
                 cursor.executemany(ADD_COUNTERS.replace("?", "%s"), counters)
@@ -170,6 +170,12 @@ def _without_known(
                 fresh.append(event)
         result.append(fresh)
     return result
+
+
+def _quarantine_rows(plan: Plan) -> list[tuple[Any, ...]]:
+    """The plan's quarantine rows with `errors` (JSON bytes) as text: PostgreSQL would store
+    bytes given for a TEXT column as bytea's escaped hex (`\\x5b7b...`), not as the JSON."""
+    return [(*row[:4], bytes(row[4]).decode(), *row[5:]) for row in plan.quarantine]
 
 
 def _id_rows(plan: Plan) -> list[tuple[int, bytes, int, int]]:
