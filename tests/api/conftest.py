@@ -1,4 +1,5 @@
-"""Resources for the HTTP tests: an app with small limits, and a valid event to start from."""
+"""Resources for the HTTP tests: an app with small limits, a valid event to start from, and a
+processor run over whichever store the test has."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import httpx
 import pytest
 
 from herald.api.app import create_app
+from herald.processor.loop import Processor
 from herald.settings import Settings
-from herald.store.sqlite import SqliteStore
-from tests.conftest import Keys
+from herald.store.base import Store
+from tests.conftest import Keys, location_of
 
 Event = dict[str, Any]
 
@@ -39,9 +41,20 @@ def without(event: Event, field: str) -> Event:
     return {name: value for name, value in event.items() if name != field}
 
 
+def drain(store: Store) -> int:
+    """Run a processor over the store's database (SQLite file or PostgreSQL) until it has
+    applied every event; return how many it applied."""
+    processor = Processor(location_of(store))
+    processor.open()
+    try:
+        return processor.drain()
+    finally:
+        processor.close()
+
+
 @pytest.fixture
 async def small_limits_client(
-    settings: Settings, store: SqliteStore, keys: Keys
+    settings: Settings, store: Store, keys: Keys
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The real app over the same store, with body, batch and event limits a test can reach."""
     limited = dataclasses.replace(

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from herald.core.keys import key_prefix
-from herald.store.sqlite import SqliteStore
+from herald.store.base import Store
 from tests.api.conftest import an_event
 from tests.conftest import Keys, auth
 
@@ -91,7 +91,7 @@ async def test_the_401_for_an_unknown_key_does_not_echo_the_whole_key(
 
 
 async def test_a_revoked_key_gets_401_at_once_with_no_cache(
-    client: httpx.AsyncClient, store: SqliteStore, keys: Keys
+    client: httpx.AsyncClient, store: Store, keys: Keys
 ) -> None:
     before = await call(client, "POST", "/api/events/batch/", headers=auth(keys.write))
     default = await store.get_workspace("default")
@@ -106,7 +106,7 @@ async def test_a_revoked_key_gets_401_at_once_with_no_cache(
 
 
 async def test_revoking_one_key_leaves_the_others_working(
-    client: httpx.AsyncClient, store: SqliteStore, keys: Keys
+    client: httpx.AsyncClient, store: Store, keys: Keys
 ) -> None:
     default = await store.get_workspace("default")
     await store.revoke_key(default.id, key_prefix(keys.write))

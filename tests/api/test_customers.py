@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema  # type: ignore[import-untyped]  # no stubs in the lock file
 import pytest
 
-from herald.processor.loop import Processor
-from tests.api.conftest import Event, an_event
+from herald.store.base import Store
+from tests.api.conftest import Event, an_event, drain
 from tests.conftest import SEEDS, Keys, auth
 
 BATCH = "/api/events/batch/"
@@ -72,16 +71,6 @@ async def send(client: httpx.AsyncClient, keys: Keys, *events: Event) -> None:
     sent = await client.post(BATCH, json={"batch": list(events)}, headers=auth(keys.write))
     assert sent.status_code == 201, sent.text
     assert sent.json()["accepted"] == len(events), sent.text
-
-
-def process(tmp_path: Path) -> int:
-    """Run the processor over the store's database until it has applied every event."""
-    processor = Processor(tmp_path / "herald.db")
-    processor.open()
-    try:
-        return processor.drain()
-    finally:
-        processor.close()
 
 
 async def all_customers(client: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
@@ -601,7 +590,7 @@ async def test_an_id_or_cursor_herald_never_gave_out_is_refused_not_a_500(
 
 
 async def test_a_customers_events_come_in_commit_order_with_their_outcomes(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     first = [
         an_event(event="page_view", correlationValue="anon-1"),
@@ -615,7 +604,7 @@ async def test_a_customers_events_come_in_commit_order_with_their_outcomes(
     await send(client, keys, *first)
     await send(client, keys, *second)
 
-    applied = process(tmp_path)
+    applied = drain(store)
     customer = (await read(client, keys.admin, "a@b.co")).json()
     page = await events_of(client, keys, customer["id"])
 
@@ -637,11 +626,11 @@ async def test_a_customers_events_come_in_commit_order_with_their_outcomes(
 
 
 async def test_a_customers_events_come_a_page_at_a_time(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     sent = [an_event(event=f"step-{number}", correlationValue="anon-1") for number in range(5)]
     await send(client, keys, *sent)
-    process(tmp_path)
+    drain(store)
     [customer] = await all_customers(client, keys.admin)
     url = f"/api/customers/{customer['id']}/events"
     seen: list[str] = []
@@ -658,13 +647,13 @@ async def test_a_customers_events_come_a_page_at_a_time(
 
 
 async def test_events_reach_a_customer_only_once_processed(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     customer_id = await create(client, keys, "ada@example.com")
     await send(client, keys, an_event(correlationKey="email", correlationValue="ada@example.com"))
 
     before = await events_of(client, keys, customer_id)
-    process(tmp_path)
+    drain(store)
     after = await events_of(client, keys, customer_id)
 
     assert before["events"] == []
@@ -672,7 +661,7 @@ async def test_events_reach_a_customer_only_once_processed(
 
 
 async def test_an_identify_against_another_identified_customer_is_marked_a_conflict(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     await create(client, keys, "bob@example.com")
     await send(
@@ -686,7 +675,7 @@ async def test_an_identify_against_another_identified_customer_is_marked_a_confl
         ),
     )
 
-    process(tmp_path)
+    drain(store)
     ada = (await read(client, keys.admin, "a@b.co")).json()
     page = await events_of(client, keys, ada["id"])
 
@@ -696,11 +685,11 @@ async def test_an_identify_against_another_identified_customer_is_marked_a_confl
 
 
 async def test_a_merged_anonymous_id_gets_the_customer_it_was_merged_into(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     target_id = await create(client, keys, "ada@example.com", plan="pro")
     await send(client, keys, an_event(correlationValue="anon-1"))
-    process(tmp_path)
+    drain(store)
     [anonymous] = [c for c in await all_customers(client, keys.admin) if c["id"] != target_id]
 
     await send(
@@ -712,7 +701,7 @@ async def test_a_merged_anonymous_id_gets_the_customer_it_was_merged_into(
             payload={"distinct_id": "ada@example.com"},
         ),
     )
-    process(tmp_path)
+    drain(store)
     answer = await client.get(f"/api/customers/{anonymous['id']}", headers=auth(keys.admin))
     events = await events_of(client, keys, anonymous["id"])
 
@@ -727,14 +716,14 @@ async def test_a_merged_anonymous_id_gets_the_customer_it_was_merged_into(
 
 
 async def test_the_references_identify_then_trigger_batch_lands_on_the_upserted_customer(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     [identify, trigger] = IDENTIFY_THEN_TRIGGER["batch"]
     email = identify["payload"]["distinct_id"]
     customer_id = await create(client, keys, email, plan="pro")
 
     sent = await client.post(BATCH, json=IDENTIFY_THEN_TRIGGER, headers=auth(keys.write))
-    process(tmp_path)
+    drain(store)
     customer = await read(client, keys.admin, email)
     page = await events_of(client, keys, customer_id)
 
@@ -749,11 +738,11 @@ async def test_the_references_identify_then_trigger_batch_lands_on_the_upserted_
 
 
 async def test_deleting_a_customer_drops_its_events_but_keeps_the_log(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     customer_id = await create(client, keys, "ada@example.com")
     await send(client, keys, an_event(correlationKey="email", correlationValue="ada@example.com"))
-    process(tmp_path)
+    drain(store)
 
     await client.post(DELETE, json={"primary_key": "ada@example.com"}, headers=auth(keys.admin))
     events = await client.get(f"/api/customers/{customer_id}/events", headers=auth(keys.admin))
@@ -868,12 +857,12 @@ def documented_schema(document: dict[str, Any], method: str, path: str, status: 
 
 
 async def test_every_customers_answer_has_a_documented_status_and_shape(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     document = (await client.get("/openapi.json")).json()
     admin = auth(keys.admin)
     await send(client, keys, an_event(correlationKey="email", correlationValue="a@b.co"))
-    process(tmp_path)
+    drain(store)
     customer_id = (await read(client, keys.admin, "a@b.co")).json()["id"]
     condition = {"field": "email", "op": "eq", "value": "a@b.co"}
     calls: list[tuple[str, str, str, dict[str, Any] | None, dict[str, str]]] = [

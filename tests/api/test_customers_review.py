@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.api.test_customers import create, process, read, send
+from herald.store.base import Store
+from tests.api.conftest import drain
+from tests.api.test_customers import create, read, send
 from tests.conftest import Keys, auth
 
 
@@ -23,12 +24,12 @@ def event(correlation_value: str, name: str = "opened_app", **fields: Any) -> di
 
 
 async def test_one_herald_id_spelt_two_ways_in_one_batch_lands_on_that_customer(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     customer_id = await create(client, keys, "ada@example.com")
 
     await send(client, keys, event(customer_id.lower()), event(customer_id.upper()))
-    process(tmp_path)
+    drain(store)
     answer = await client.get(f"/api/customers/{customer_id}/events", headers=auth(keys.admin))
     everyone = await client.get("/api/customers", headers=auth(keys.admin))
 
@@ -93,13 +94,13 @@ async def test_get_on_a_post_only_customer_route_is_405(
 
 
 async def test_an_event_of_a_deleted_customer_says_so_instead_of_pending(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     uuid = "5f0c6b1e-8d2a-4e3b-9c4d-7a6b5c4d3e2f"
     await send(
         client, keys, event("phone-1", "$identify", uuid=uuid, payload={"distinct_id": "a@b.co"})
     )
-    process(tmp_path)
+    drain(store)
     assert (await read(client, keys.admin, "a@b.co")).status_code == 200
 
     deleted = await client.post(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 
-from herald.processor.loop import Processor
+from herald.store.base import Store
+from tests.api.conftest import drain
 from tests.conftest import Keys, auth
 
 IDENTIFY_ID = "0b7a3d52-36a4-4ac5-9b1c-8f4f3c9f2a11"
@@ -36,15 +35,6 @@ def identify_then_trigger() -> dict[str, object]:
     }
 
 
-def drain(tmp_path: Path) -> None:
-    processor = Processor(tmp_path / "herald.db")
-    processor.open()
-    try:
-        processor.drain()
-    finally:
-        processor.close()
-
-
 async def test_an_event_not_yet_processed_says_pending(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
@@ -60,10 +50,10 @@ async def test_an_event_not_yet_processed_says_pending(
 
 
 async def test_a_processed_event_names_its_customer_and_outcome(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     await client.post("/api/events/batch/", json=identify_then_trigger(), headers=auth(keys.write))
-    drain(tmp_path)
+    drain(store)
 
     identify = (await client.get(f"/api/events/{IDENTIFY_ID}", headers=auth(keys.admin))).json()
     trigger = (await client.get(f"/api/events/{EVENT_ID}", headers=auth(keys.admin))).json()
@@ -80,10 +70,10 @@ async def test_a_processed_event_names_its_customer_and_outcome(
 
 
 async def test_listing_events_leaves_processing_out(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     await client.post("/api/events/batch/", json=identify_then_trigger(), headers=auth(keys.write))
-    drain(tmp_path)
+    drain(store)
 
     page = (await client.get("/api/events", headers=auth(keys.admin))).json()
 

@@ -9,7 +9,7 @@ import httpx
 
 from herald.api.app import create_app
 from herald.settings import Settings
-from herald.store.sqlite import SqliteStore
+from herald.store.base import Store
 from tests.api.conftest import Event, an_event
 from tests.conftest import Keys, auth
 
@@ -33,7 +33,7 @@ def batch_of(client_number: int, pool: list[str]) -> list[Event]:
 
 
 async def test_fifty_clients_sending_overlapping_batches_store_each_uuid_exactly_once(
-    settings: Settings, store: SqliteStore, keys: Keys
+    settings: Settings, store: Store, keys: Keys
 ) -> None:
     app = create_app(settings, store, manage_store=False)
     pool = [str(uuid.uuid4()) for _ in range(POOL)]

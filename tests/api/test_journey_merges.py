@@ -3,13 +3,13 @@ the known customer's enrollments win where both are inside the same journey)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.api.test_event_processing import drain
+from herald.store.base import Store
+from tests.api.conftest import drain
 from tests.conftest import Keys, auth
 
 KNOWN = "ada@example.com"
@@ -44,13 +44,13 @@ def event(name: str, value: str, **payload: Any) -> dict[str, Any]:
     }
 
 
-async def send(client: httpx.AsyncClient, keys: Keys, tmp_path: Path, *events: Any) -> None:
+async def send(client: httpx.AsyncClient, keys: Keys, store: Store, *events: Any) -> None:
     """Ingest `events` in one batch and process them."""
     answer = await client.post(
         "/api/events/batch/", json={"batch": list(events)}, headers=auth(keys.write)
     )
     assert answer.status_code == 201, answer.text
-    drain(tmp_path)
+    drain(store)
 
 
 async def journeys_of(client: httpx.AsyncClient, keys: Keys, primary_key: str) -> list[Any]:
@@ -80,20 +80,20 @@ async def nurture(client: httpx.AsyncClient, keys: Keys) -> None:
 
 
 async def test_when_both_are_inside_the_known_customers_enrollment_wins(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     await send(
         client,
         keys,
-        tmp_path,
+        store,
         event("$identify", "known-device", distinct_id=KNOWN),
         event("signup", "known-device"),
         event("signup", "anonymous-device"),
     )
 
-    await send(client, keys, tmp_path, event("$identify", "anonymous-device", distinct_id=KNOWN))
+    await send(client, keys, store, event("$identify", "anonymous-device", distinct_id=KNOWN))
     after_merge = await journeys_of(client, keys, KNOWN)
-    await send(client, keys, tmp_path, event("purchase", "anonymous-device"))
+    await send(client, keys, store, event("purchase", "anonymous-device"))
 
     assert sorted(item["status"] for item in after_merge) == ["exited", "waiting"]
     assert len(await messages(client, keys)) == 1  # one thank-you webhook, not two
@@ -102,19 +102,19 @@ async def test_when_both_are_inside_the_known_customers_enrollment_wins(
 
 
 async def test_a_journey_only_the_anonymous_customer_is_in_moves_over_and_goes_on(
-    client: httpx.AsyncClient, keys: Keys, tmp_path: Path
+    client: httpx.AsyncClient, keys: Keys, store: Store
 ) -> None:
     await send(
         client,
         keys,
-        tmp_path,
+        store,
         event("$identify", "known-device", distinct_id=KNOWN),
         event("signup", "anonymous-device"),
     )
 
-    await send(client, keys, tmp_path, event("$identify", "anonymous-device", distinct_id=KNOWN))
+    await send(client, keys, store, event("$identify", "anonymous-device", distinct_id=KNOWN))
     after_merge = await journeys_of(client, keys, KNOWN)
-    await send(client, keys, tmp_path, event("purchase", "known-device"))
+    await send(client, keys, store, event("purchase", "known-device"))
 
     assert [(item["journey"], item["status"]) for item in after_merge] == [("nurture", "waiting")]
     [message] = await messages(client, keys)

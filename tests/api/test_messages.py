@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 import jsonschema  # type: ignore[import-untyped]  # no stubs in the lock file
 
-from herald.store.base import MessageStatus
-from herald.store.sqlite import SqliteStore
+from herald.store.base import MessageStatus, Store
 from herald.types import WorkspaceId
 from tests.api.test_journeys import documented_schema
 from tests.channels.conftest import Receiver, Reply
@@ -28,13 +27,11 @@ make_worker = delivery.make_worker
 receiver = delivery.receiver
 
 
-async def default_workspace(store: SqliteStore) -> WorkspaceId:
+async def default_workspace(store: Store) -> WorkspaceId:
     return (await store.get_workspace("default")).id
 
 
-async def one_of_each(
-    store: SqliteStore, receiver: Receiver, make_worker: MakeWorker
-) -> dict[str, str]:
+async def one_of_each(store: Store, receiver: Receiver, make_worker: MakeWorker) -> dict[str, str]:
     """A sent webhook, a failed email (no SMTP server) and a queued webhook, by status."""
     workspace = await default_workspace(store)
     sent = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
@@ -46,7 +43,7 @@ async def one_of_each(
 
 async def test_list_filters_by_status(
     client: httpx.AsyncClient,
-    store: SqliteStore,
+    store: Store,
     keys: Keys,
     receiver: Receiver,
     make_worker: MakeWorker,
@@ -70,7 +67,7 @@ async def test_list_filters_by_status(
 
 
 async def test_list_pages_by_cursor_oldest_first(
-    client: httpx.AsyncClient, store: SqliteStore, keys: Keys
+    client: httpx.AsyncClient, store: Store, keys: Keys
 ) -> None:
     workspace = await default_workspace(store)
     ids = [
@@ -95,7 +92,7 @@ async def test_list_pages_by_cursor_oldest_first(
 
 async def test_get_answers_the_message_with_its_delivery_status(
     client: httpx.AsyncClient,
-    store: SqliteStore,
+    store: Store,
     keys: Keys,
     receiver: Receiver,
     make_worker: MakeWorker,
@@ -117,7 +114,7 @@ async def test_get_answers_the_message_with_its_delivery_status(
 
 async def test_retry_of_a_failed_message_queues_it_due_now_and_a_worker_then_sends_it(
     client: httpx.AsyncClient,
-    store: SqliteStore,
+    store: Store,
     keys: Keys,
     receiver: Receiver,
     make_worker: MakeWorker,
@@ -149,7 +146,7 @@ async def test_retry_of_a_failed_message_queues_it_due_now_and_a_worker_then_sen
 
 async def test_retry_of_a_sent_or_queued_message_is_a_409_that_changes_nothing(
     client: httpx.AsyncClient,
-    store: SqliteStore,
+    store: Store,
     keys: Keys,
     receiver: Receiver,
     make_worker: MakeWorker,
@@ -203,7 +200,7 @@ async def test_an_unknown_parameter_or_cursor_is_a_400_naming_it(
 
 
 async def test_a_write_key_is_refused_and_no_key_is_unauthorized(
-    client: httpx.AsyncClient, store: SqliteStore, keys: Keys
+    client: httpx.AsyncClient, store: Store, keys: Keys
 ) -> None:
     workspace = await default_workspace(store)
     message_id = await enqueue_one(store, new_message(workspace, a_webhook("http://x/hook")))
@@ -223,7 +220,7 @@ async def test_a_write_key_is_refused_and_no_key_is_unauthorized(
 
 async def test_another_workspace_sees_no_message(
     client: httpx.AsyncClient,
-    store: SqliteStore,
+    store: Store,
     keys: Keys,
     receiver: Receiver,
     make_worker: MakeWorker,
@@ -245,7 +242,7 @@ async def test_another_workspace_sees_no_message(
 
 async def test_every_messages_answer_has_a_documented_status_and_shape(
     client: httpx.AsyncClient,
-    store: SqliteStore,
+    store: Store,
     keys: Keys,
     receiver: Receiver,
     make_worker: MakeWorker,

@@ -1,5 +1,6 @@
 """Resources for the delivery tests: a store on a tmp SQLite file, a clock moved by hand, workers
-on that file, and the real HTTP receiver and SMTP server of the channel tests."""
+on the store's database (whichever store the test has), and the real HTTP receiver and SMTP
+server of the channel tests."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ import pytest
 from herald.channels.email import EmailChannel
 from herald.channels.webhook import WebhookChannel
 from herald.delivery import DeliveryWorker
-from herald.store.base import NewMessage
+from herald.store.base import NewMessage, Store
 from herald.store.sqlite import SqliteStore
 from herald.store.sqlitedb import connect, state_path
 from herald.types import WorkspaceId
 from tests.channels import conftest as channels
+from tests.conftest import location_of
 
 # The channel tests' real peers, as fixtures here too.
 http_client = channels.http_client
@@ -80,7 +82,7 @@ def new_message(
     )
 
 
-async def enqueue_one(store: SqliteStore, message: NewMessage) -> str:
+async def enqueue_one(store: Store, message: NewMessage) -> str:
     """Enqueue `message` and return its outbox id."""
     assert await store.enqueue_messages([message]) == 1
     page = await store.list_messages(message.workspace_id, status=None, cursor=None, limit=1000)
@@ -151,9 +153,9 @@ MakeWorker = Callable[..., DeliveryWorker]
 
 @pytest.fixture
 def make_worker(
-    store: SqliteStore, clock: Clock, http_client: aiohttp.ClientSession
+    store: Store, clock: Clock, http_client: aiohttp.ClientSession
 ) -> Iterator[MakeWorker]:
-    """Open workers on the store's file, on the shared clock; all closed at teardown."""
+    """Open workers on the store's database, on the shared clock; all closed at teardown."""
     opened: list[DeliveryWorker] = []
 
     def make(
@@ -163,7 +165,7 @@ def make_worker(
         client: aiohttp.ClientSession | None = None,
     ) -> DeliveryWorker:
         worker = DeliveryWorker(
-            store.path,
+            location_of(store),
             webhooks=WebhookChannel(client or http_client),
             email=email,
             name=name,

@@ -190,6 +190,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: these tests read the processor's state file beside the log (`state_rows`)."""
+    return f"sqlite:///{tmp_path / 'herald.db'}"
+
+
+@pytest.fixture
 def log_path(tmp_path: Path) -> Path:
     """The event log the `store` fixture writes (herald.db.state is the processor's)."""
     return tmp_path / "herald.db"
