@@ -3,39 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import httpx
 
 from herald.api.app import create_app
 from herald.core.keys import KeyKind
 from herald.settings import Settings
-from herald.store.sqlite import SqliteStore
+from herald.store import open_store
 from tests.api.conftest import an_event
 from tests.conftest import auth
+from tests.store.conftest import WriteLock
 
 KEY = "hk_w_overload-test-key"
 ADMIN = "hk_a_overload-test-key"
 
 
 async def test_a_full_commit_queue_answers_503_with_retry_after_and_loses_nothing(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
-    path = tmp_path / "herald.db"
-    store = SqliteStore(path, max_pending_events=150)
+    settings = Settings(database_url=database_url, max_pending_events=150)
+    store = open_store(settings)
     await store.start()
     workspace = await store.create_workspace("default")
     await store.create_key(workspace.id, KeyKind.WRITE, KEY)
     await store.create_key(workspace.id, KeyKind.ADMIN, ADMIN)
-    app = create_app(Settings(database_url=f"sqlite:///{path}"), store, manage_store=False)
+    app = create_app(settings, store, manage_store=False)
     first_batch = [an_event() for _ in range(100)]
-    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker = WriteLock(store)  # the log writer now waits for the lock
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://test"
         ) as client:
-            blocker.execute("BEGIN IMMEDIATE")  # the log writer now waits for the lock
             first = asyncio.create_task(
                 client.post("/api/events/batch/", json={"batch": first_batch}, headers=auth(KEY))
             )
@@ -49,11 +47,11 @@ async def test_a_full_commit_queue_answers_503_with_retry_after_and_loses_nothin
                 json={"batch": [an_event() for _ in range(100)]},
                 headers=auth(KEY),
             )
-            blocker.execute("ROLLBACK")
+            blocker.release()
             accepted = await first
             stats = await client.get("/api/stats", headers=auth(ADMIN))
     finally:
-        blocker.close()
+        blocker.release()
         await store.close()
 
     assert shed.status_code == 503

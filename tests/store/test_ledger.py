@@ -1,8 +1,8 @@
-"""The Ledger against a real state database: key index, attributes, merges, flush (DESIGN §3)."""
+"""The Ledger against a real state database, SQLite's and PostgreSQL's: key index, attributes,
+merges, flush (DESIGN §3)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,30 +11,42 @@ import pytest
 
 from herald.core.identity import ANONYMOUS_KEY
 from herald.core.schema import MAX_KEY_CHARS, CustomerSchema
+from herald.store import postgres
+from herald.store.db import Db, is_postgres
 from herald.store.ledger import Ledger, key_text, record_id
 from herald.store.sqlitedb import connect, migrate
+from tests.conftest import postgres_schema
 
 SCHEMA = CustomerSchema()  # primary key: email
 WORKSPACE = 1
 NOW_US = 1_700_000_000_000_000
 
 
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    """A migrated, empty state database (what herald.db.state starts as)."""
-    conn = connect(tmp_path / "herald.db.state", synchronous="normal")
-    migrate(conn, "state_migrations")
-    yield conn
-    conn.close()
+@pytest.fixture(params=["sqlite", "postgres"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    """A migrated, empty state database: what herald.db.state starts as, or a fresh PostgreSQL
+    schema (where the state shares the database with the log)."""
+    db: Db
+    if request.param == "sqlite":
+        db = connect(tmp_path / "herald.db.state", synchronous="normal")
+        migrate(db, "state_migrations")
+        yield db
+        db.close()
+        return
+    with postgres_schema() as url:
+        db = postgres.connect(url)
+        postgres.migrate(db)
+        yield db
+        db.close()
 
 
-def begin(conn: sqlite3.Connection) -> Ledger:
+def begin(conn: Db) -> Ledger:
     """A Ledger in a fresh write transaction, as the processor and the customers API open one."""
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN" if is_postgres(conn) else "BEGIN IMMEDIATE")
     return Ledger(conn, NOW_US)
 
 
-def commit(conn: sqlite3.Connection, ledger: Ledger) -> None:
+def commit(conn: Db, ledger: Ledger) -> None:
     ledger.flush()
     conn.execute("COMMIT")
 
@@ -55,7 +67,7 @@ def new_customer(
     return customer_id
 
 
-def keys_of(conn: sqlite3.Connection, customer_id: int) -> set[tuple[str, str]]:
+def keys_of(conn: Db, customer_id: int) -> set[tuple[str, str]]:
     rows = conn.execute(
         "SELECT name, value FROM customer_keys WHERE customer_id = ?", (customer_id,)
     ).fetchall()
@@ -106,7 +118,7 @@ def test_record_ids_sort_in_commit_order_and_point_back_into_the_log() -> None:
 
 
 def test_a_number_attribute_is_found_by_its_text_and_by_an_equal_number(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(WORKSPACE, "user_id")
@@ -117,7 +129,7 @@ def test_a_number_attribute_is_found_by_its_text_and_by_an_equal_number(
     assert ledger.resolve(WORKSPACE, "user_id", "42.0", SCHEMA) is None
 
 
-def test_an_unknown_key_resolves_to_nobody(state: sqlite3.Connection) -> None:
+def test_an_unknown_key_resolves_to_nobody(state: Db) -> None:
     ledger = begin(state)
 
     assert ledger.resolve(WORKSPACE, ANONYMOUS_KEY, "anon-1", SCHEMA) is None
@@ -125,7 +137,7 @@ def test_an_unknown_key_resolves_to_nobody(state: sqlite3.Connection) -> None:
 
 
 def test_changes_are_seen_by_the_same_ledger_before_they_are_flushed(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     ledger.prefetch([(WORKSPACE, ANONYMOUS_KEY, "anon-1"), (WORKSPACE, "email", "a@x.io")])
@@ -141,7 +153,7 @@ def test_changes_are_seen_by_the_same_ledger_before_they_are_flushed(
 
 
 def test_identifiers_and_attributes_resolve_only_in_their_own_workspace(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(1, "email")
@@ -161,7 +173,7 @@ def test_identifiers_and_attributes_resolve_only_in_their_own_workspace(
 
 
 def test_a_value_shared_by_several_customers_resolves_to_the_lowest_id(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(WORKSPACE, "city")
@@ -183,7 +195,7 @@ def test_a_value_shared_by_several_customers_resolves_to_the_lowest_id(
 # -- attributes and the key index ----------------------------------------------------------
 
 
-def test_setting_an_attribute_to_none_removes_it_and_its_key(state: sqlite3.Connection) -> None:
+def test_setting_an_attribute_to_none_removes_it_and_its_key(state: Db) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(WORKSPACE, "email")
     customer = new_customer(ledger, email="a@x.io", plan="pro")
@@ -199,7 +211,7 @@ def test_setting_an_attribute_to_none_removes_it_and_its_key(state: sqlite3.Conn
     assert keys_of(state, customer) == set()
 
 
-def test_changing_a_key_attribute_moves_its_key(state: sqlite3.Connection) -> None:
+def test_changing_a_key_attribute_moves_its_key(state: Db) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(WORKSPACE, "email")
     customer = new_customer(ledger, email="old@x.io")
@@ -216,7 +228,7 @@ def test_changing_a_key_attribute_moves_its_key(state: sqlite3.Connection) -> No
 
 
 def test_unindexable_values_of_a_key_attribute_are_kept_but_not_indexed(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(WORKSPACE, "user_id")
@@ -234,7 +246,7 @@ def test_unindexable_values_of_a_key_attribute_are_kept_but_not_indexed(
 
 
 def test_ensure_key_name_backfills_the_customers_that_already_have_the_attribute(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     with_plan = new_customer(ledger, plan="pro")
@@ -258,7 +270,7 @@ def test_ensure_key_name_backfills_the_customers_that_already_have_the_attribute
 
 
 def test_a_prefetched_attribute_key_is_still_indexed_on_first_use(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     customer = new_customer(ledger, email="a@x.io")
@@ -274,7 +286,7 @@ def test_a_prefetched_attribute_key_is_still_indexed_on_first_use(
 
 
 def test_ensure_key_name_backfills_customers_changed_earlier_in_the_same_transaction(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     customer = new_customer(ledger, identifier="anon-1")
@@ -286,7 +298,7 @@ def test_ensure_key_name_backfills_customers_changed_earlier_in_the_same_transac
 
 
 def test_ensure_key_name_backfills_only_its_workspace_and_live_customers(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     elsewhere = new_customer(ledger, workspace_id=2, plan="pro")
@@ -305,7 +317,7 @@ def test_ensure_key_name_backfills_only_its_workspace_and_live_customers(
 
 
 def test_backfilled_booleans_and_objects_are_not_indexed_either(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     customer = new_customer(ledger, vip=True, address={"city": "Paris"})
@@ -324,7 +336,7 @@ def test_backfilled_booleans_and_objects_are_not_indexed_either(
 
 
 def test_merge_moves_identifiers_missing_attributes_and_event_records(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(WORKSPACE, "email")
@@ -360,7 +372,7 @@ def test_merge_moves_identifiers_missing_attributes_and_event_records(
 
 
 def test_a_merge_chain_points_every_merged_customer_at_the_last_target(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     first = new_customer(ledger, identifier="anon-1")
@@ -376,7 +388,7 @@ def test_a_merge_chain_points_every_merged_customer_at_the_last_target(
 
 
 def test_delete_removes_the_customer_its_keys_records_and_merged_profiles(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(WORKSPACE, "email")
@@ -401,7 +413,7 @@ def test_delete_removes_the_customer_its_keys_records_and_merged_profiles(
 
 
 def test_a_deleted_customers_id_is_not_given_to_a_new_customer(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     deleted = new_customer(ledger, identifier="anon-1")
@@ -418,7 +430,7 @@ def test_a_deleted_customers_id_is_not_given_to_a_new_customer(
 
 
 def test_new_ids_in_one_transaction_are_distinct_and_above_every_existing_id(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     ledger.create(WORKSPACE, 41)
@@ -431,7 +443,7 @@ def test_new_ids_in_one_transaction_are_distinct_and_above_every_existing_id(
 
 
 def test_flush_writes_everything_and_a_fresh_ledger_sees_the_same(
-    state: sqlite3.Connection,
+    state: Db,
 ) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(WORKSPACE, "email")
@@ -466,7 +478,7 @@ def test_flush_writes_everything_and_a_fresh_ledger_sees_the_same(
     ).fetchall() == [(WORKSPACE, NOW_US, NOW_US, None)]
 
 
-def test_a_rolled_back_transaction_leaves_nothing_behind(state: sqlite3.Connection) -> None:
+def test_a_rolled_back_transaction_leaves_nothing_behind(state: Db) -> None:
     ledger = begin(state)
     ledger.ensure_key_name(WORKSPACE, "email")
     new_customer(ledger, identifier="anon-1", email="a@x.io")

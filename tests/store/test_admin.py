@@ -1,23 +1,20 @@
-"""Workspaces, API keys, quarantine, counters and migrations of the SQLite store."""
+"""Workspaces, API keys, quarantine and counters: the store contract on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 
 import msgspec
+import psycopg
 import pytest
+from psycopg import sql
 
 from herald.core.keys import KeyKind
-from herald.errors import ConfigError, Conflict, NotFound
-from herald.settings import Settings
-from herald.store import open_store, sqlite_path
-from herald.store.base import Counters
-from herald.store.sqlite import SqliteStore
-from tests.store.conftest import append_request, started, wire_event
+from herald.errors import Conflict, NotFound
+from herald.store.base import Counters, Store
+from tests.conftest import location_of
+from tests.store.conftest import append_request, wire_event
 
 WRITE_KEY = "hk_w_Zm9vYmFyYmF6cXV4LXdyaXRlLWtleQ"
 ADMIN_KEY = "hk_a_Zm9vYmFyYmF6cXV4LWFkbWluLWtleQ"
@@ -25,7 +22,7 @@ ADMIN_KEY = "hk_a_Zm9vYmFyYmF6cXV4LWFkbWluLWtleQ"
 # -- workspaces ----------------------------------------------------------------------------
 
 
-async def test_a_created_workspace_is_found_by_name_and_listed(store: SqliteStore) -> None:
+async def test_a_created_workspace_is_found_by_name_and_listed(store: Store) -> None:
     acme = await store.create_workspace("acme")
     globex = await store.create_workspace("globex")
 
@@ -36,7 +33,7 @@ async def test_a_created_workspace_is_found_by_name_and_listed(store: SqliteStor
     assert await store.list_workspaces() == [acme, globex]
 
 
-async def test_creating_a_workspace_with_a_taken_name_is_a_conflict(store: SqliteStore) -> None:
+async def test_creating_a_workspace_with_a_taken_name_is_a_conflict(store: Store) -> None:
     await store.create_workspace("acme")
 
     with pytest.raises(Conflict, match="'acme' already exists"):
@@ -45,7 +42,7 @@ async def test_creating_a_workspace_with_a_taken_name_is_a_conflict(store: Sqlit
     assert len(await store.list_workspaces()) == 1
 
 
-async def test_an_unknown_workspace_is_not_found_naming_it(store: SqliteStore) -> None:
+async def test_an_unknown_workspace_is_not_found_naming_it(store: Store) -> None:
     with pytest.raises(NotFound, match="'nowhere'"):
         await store.get_workspace("nowhere")
 
@@ -53,7 +50,7 @@ async def test_an_unknown_workspace_is_not_found_naming_it(store: SqliteStore) -
 # -- keys ----------------------------------------------------------------------------------
 
 
-async def test_a_created_key_is_found_by_the_key_itself(store: SqliteStore) -> None:
+async def test_a_created_key_is_found_by_the_key_itself(store: Store) -> None:
     workspace = await store.create_workspace("acme")
     created = await store.create_key(workspace.id, KeyKind.WRITE, WRITE_KEY)
 
@@ -67,7 +64,7 @@ async def test_a_created_key_is_found_by_the_key_itself(store: SqliteStore) -> N
     assert (found.last_used_at, found.revoked_at) == (None, None)
 
 
-async def test_an_unknown_key_is_not_found(store: SqliteStore) -> None:
+async def test_an_unknown_key_is_not_found(store: Store) -> None:
     workspace = await store.create_workspace("acme")
     await store.create_key(workspace.id, KeyKind.WRITE, WRITE_KEY)
 
@@ -76,7 +73,7 @@ async def test_an_unknown_key_is_not_found(store: SqliteStore) -> None:
     assert found is None
 
 
-async def test_registering_the_same_key_twice_is_a_conflict(store: SqliteStore) -> None:
+async def test_registering_the_same_key_twice_is_a_conflict(store: Store) -> None:
     acme = await store.create_workspace("acme")
     globex = await store.create_workspace("globex")
     await store.create_key(acme.id, KeyKind.WRITE, WRITE_KEY)
@@ -89,7 +86,7 @@ async def test_registering_the_same_key_twice_is_a_conflict(store: SqliteStore) 
     assert found.workspace == acme
 
 
-async def test_keys_are_listed_per_workspace_in_creation_order(store: SqliteStore) -> None:
+async def test_keys_are_listed_per_workspace_in_creation_order(store: Store) -> None:
     acme = await store.create_workspace("acme")
     globex = await store.create_workspace("globex")
     write = await store.create_key(acme.id, KeyKind.WRITE, WRITE_KEY)
@@ -101,7 +98,7 @@ async def test_keys_are_listed_per_workspace_in_creation_order(store: SqliteStor
     assert listed == [write, admin]
 
 
-async def test_a_revoked_key_is_no_longer_found_but_still_listed(store: SqliteStore) -> None:
+async def test_a_revoked_key_is_no_longer_found_but_still_listed(store: Store) -> None:
     workspace = await store.create_workspace("acme")
     await store.create_key(workspace.id, KeyKind.WRITE, WRITE_KEY)
     await store.create_key(workspace.id, KeyKind.ADMIN, ADMIN_KEY)
@@ -118,7 +115,7 @@ async def test_a_revoked_key_is_no_longer_found_but_still_listed(store: SqliteSt
     ]
 
 
-async def test_revoking_with_a_prefix_of_several_keys_is_a_conflict(store: SqliteStore) -> None:
+async def test_revoking_with_a_prefix_of_several_keys_is_a_conflict(store: Store) -> None:
     workspace = await store.create_workspace("acme")
     await store.create_key(workspace.id, KeyKind.WRITE, WRITE_KEY)
     await store.create_key(workspace.id, KeyKind.WRITE, WRITE_KEY[:9] + "another-key")
@@ -130,7 +127,7 @@ async def test_revoking_with_a_prefix_of_several_keys_is_a_conflict(store: Sqlit
 
 
 async def test_revoking_an_unknown_or_already_revoked_prefix_is_not_found(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     workspace = await store.create_workspace("acme")
     other = await store.create_workspace("other")
@@ -145,7 +142,7 @@ async def test_revoking_an_unknown_or_already_revoked_prefix_is_not_found(
     assert await store.find_key(ADMIN_KEY) is not None
 
 
-async def test_revoking_matches_the_prefix_case_sensitively(store: SqliteStore) -> None:
+async def test_revoking_matches_the_prefix_case_sensitively(store: Store) -> None:
     workspace = await store.create_workspace("acme")
     await store.create_key(workspace.id, KeyKind.WRITE, "hk_w_AbCdefghijklmnop")
     await store.create_key(workspace.id, KeyKind.WRITE, "hk_w_abcDEFGHIJKLMNOP")
@@ -156,7 +153,7 @@ async def test_revoking_matches_the_prefix_case_sensitively(store: SqliteStore) 
     assert await store.find_key("hk_w_abcDEFGHIJKLMNOP") is not None
 
 
-async def test_a_key_can_be_revoked_by_giving_the_whole_key(store: SqliteStore) -> None:
+async def test_a_key_can_be_revoked_by_giving_the_whole_key(store: Store) -> None:
     workspace = await store.create_workspace("acme")
     await store.create_key(workspace.id, KeyKind.WRITE, WRITE_KEY)
 
@@ -166,7 +163,7 @@ async def test_a_key_can_be_revoked_by_giving_the_whole_key(store: SqliteStore) 
     assert await store.find_key(WRITE_KEY) is None
 
 
-async def test_touch_keys_records_when_each_key_was_last_used(store: SqliteStore) -> None:
+async def test_touch_keys_records_when_each_key_was_last_used(store: Store) -> None:
     workspace = await store.create_workspace("acme")
     write = await store.create_key(workspace.id, KeyKind.WRITE, WRITE_KEY)
     admin = await store.create_key(workspace.id, KeyKind.ADMIN, ADMIN_KEY)
@@ -179,19 +176,38 @@ async def test_touch_keys_records_when_each_key_was_last_used(store: SqliteStore
     assert listed == {write.id: used_at + timedelta(seconds=1), admin.id: None}
 
 
-async def test_a_key_is_stored_only_as_a_hash(tmp_path: Path) -> None:
-    path = tmp_path / "herald.db"
-    async with started(path) as store:
-        workspace = await store.create_workspace("acme")
-        await store.create_key(workspace.id, KeyKind.WRITE, WRITE_KEY)
+def everything_stored(store: Store) -> bytes:
+    """Every byte the store's database holds: SQLite's files, or every row of every table of
+    the PostgreSQL schema as text (bytea as hex)."""
+    location = location_of(store)
+    if isinstance(location, Path):
+        files = [file for file in location.parent.glob(f"{location.name}*") if file.is_file()]
+        assert files
+        return b"".join(file.read_bytes() for file in files)
+    with psycopg.connect(location) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        ).fetchall()
+        assert tables
+        return "\n".join(
+            row[0]
+            for (table,) in tables
+            for row in conn.execute(
+                sql.SQL("SELECT t::text FROM {} t").format(sql.Identifier(table))
+            )
+        ).encode()
 
-    files = [file for file in tmp_path.glob("herald.db*") if file.is_file()]
-    stored = b"".join(file.read_bytes() for file in files)
 
-    assert files
+async def test_a_key_is_stored_only_as_a_hash(store: Store) -> None:
+    workspace = await store.create_workspace("acme")
+    await store.create_key(workspace.id, KeyKind.WRITE, WRITE_KEY)
+
+    stored = everything_stored(store)
+
     assert WRITE_KEY[:12].encode() in stored  # the prefix shown in listings
-    assert WRITE_KEY.encode() not in stored
-    assert WRITE_KEY[12:].encode() not in stored
+    for secret in (WRITE_KEY, WRITE_KEY[12:]):
+        assert secret.encode() not in stored
+        assert secret.encode().hex().encode() not in stored
 
 
 # -- quarantine and counters ---------------------------------------------------------------
@@ -200,7 +216,7 @@ MISSING_VALUE = {"event": "signup", "correlationKey": "_id", "source": "custom"}
 
 
 async def test_rejected_events_are_quarantined_with_their_json_and_reasons(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     workspace = await store.create_workspace("acme")
     uuid = "0f0e0d0c-0b0a-4908-8706-050403020100"
@@ -229,7 +245,7 @@ async def test_rejected_events_are_quarantined_with_their_json_and_reasons(
 
 
 async def test_the_quarantine_pages_by_id_and_belongs_to_its_workspace(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     workspace = await store.create_workspace("acme")
     other = await store.create_workspace("other")
@@ -250,7 +266,7 @@ async def test_the_quarantine_pages_by_id_and_belongs_to_its_workspace(
     assert await store.get_quarantined(other.id, foreign.id) == foreign
 
 
-async def test_a_deleted_quarantine_item_is_gone(store: SqliteStore) -> None:
+async def test_a_deleted_quarantine_item_is_gone(store: Store) -> None:
     workspace = await store.create_workspace("acme")
     await store.append(append_request(workspace.id, [MISSING_VALUE, MISSING_VALUE]))
     first, second = await store.list_quarantine(workspace.id, after_id=None, limit=10)
@@ -265,7 +281,7 @@ async def test_a_deleted_quarantine_item_is_gone(store: SqliteStore) -> None:
 
 
 async def test_a_replayed_item_stays_listed_but_no_longer_counts_as_quarantined(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     workspace = await store.create_workspace("acme")
     await store.append(append_request(workspace.id, [MISSING_VALUE, MISSING_VALUE]))
@@ -279,7 +295,7 @@ async def test_a_replayed_item_stays_listed_but_no_longer_counts_as_quarantined(
     assert (await store.counters(workspace.id)).quarantined == 1
 
 
-async def test_counters_add_up_every_append_of_the_workspace(store: SqliteStore) -> None:
+async def test_counters_add_up_every_append_of_the_workspace(store: Store) -> None:
     workspace = await store.create_workspace("acme")
     other = await store.create_workspace("other")
     untouched = await store.create_workspace("untouched")
@@ -293,66 +309,3 @@ async def test_counters_add_up_every_append_of_the_workspace(store: SqliteStore)
     assert counters == Counters(accepted=2, duplicates=2, rejected=2, quarantined=2)
     assert await store.counters(other.id) == Counters(accepted=1)
     assert await store.counters(untouched.id) == Counters()
-
-
-# -- migrations and opening ----------------------------------------------------------------
-
-
-def schema_of(path: Path) -> tuple[int, list[str]]:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        tables = [row[0] for row in conn.execute("SELECT sql FROM sqlite_master ORDER BY name")]
-    return version, tables
-
-
-async def test_every_migration_is_applied_once_and_reopening_changes_nothing(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "herald.db"
-    folder = resources.files("herald.store") / "migrations"
-    migrations = [entry for entry in folder.iterdir() if entry.name.endswith(".sql")]
-    async with started(path) as store:
-        workspace = await store.create_workspace("acme")
-    first_open = schema_of(path)
-
-    async with started(path) as store:
-        found = await store.get_workspace("acme")
-
-    assert first_open[0] == len(migrations)
-    assert schema_of(path) == first_open
-    assert found == workspace
-
-
-async def test_a_read_only_store_applies_migrations_to_a_new_file(tmp_path: Path) -> None:
-    path = tmp_path / "data" / "herald.db"
-
-    async with started(path, writer=False) as store:
-        workspaces = await store.list_workspaces()
-
-    assert workspaces == []
-    assert schema_of(path)[0] >= 1
-
-
-def test_open_store_opens_the_sqlite_file_named_by_the_url(tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'herald.db'}")
-
-    store = open_store(settings, writer=False)
-
-    assert isinstance(store, SqliteStore)
-    assert store.path == tmp_path / "herald.db"
-
-
-@pytest.mark.parametrize(
-    ("url", "path"),
-    [
-        ("sqlite:///herald.db", Path("herald.db")),
-        ("sqlite:////var/lib/herald/events.db", Path("/var/lib/herald/events.db")),
-    ],
-)
-def test_sqlite_urls_name_relative_and_absolute_files(url: str, path: Path) -> None:
-    assert sqlite_path(url) == path
-
-
-def test_a_sqlite_url_without_a_file_is_refused_with_the_fix() -> None:
-    with pytest.raises(ConfigError, match="use sqlite:///herald.db"):
-        sqlite_path("sqlite://")
