@@ -441,8 +441,15 @@ def processor(stop_on_stdin_eof: bool, nice: int, name: str | None) -> None:
     hidden=True,
     help="Stop when stdin closes (how serve ties the child's life to its own).",
 )
+@click.option(
+    "--name",
+    default=None,
+    help="This worker's name, unique among the running ones (default: host:pid:random). "
+    "Started again under the same name after a crash, it sends at once what it was sending "
+    "(otherwise that waits until the claims run out, after 2 minutes).",
+)
 @_friendly
-def delivery(stop_on_stdin_eof: bool) -> None:
+def delivery(stop_on_stdin_eof: bool, name: str | None) -> None:
     """Run the delivery role alone: send queued webhooks and emails, with retries.
 
     Email needs HERALD_SMTP_HOST (and _PORT, _SECURITY, _USERNAME, _PASSWORD, _FROM). Set
@@ -473,6 +480,7 @@ def delivery(stop_on_stdin_eof: bool) -> None:
                 database_of(settings.database_url),
                 webhooks=WebhookChannel(session),
                 email=_email_channel(settings),
+                name=name,
             )
             worker.open()
             logger.info("Delivery %s started on %s", worker.name, shown_url(settings.database_url))

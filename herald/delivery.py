@@ -59,15 +59,21 @@ class DeliveryWorker:
         self.sent = 0
 
     def open(self) -> None:
+        """Connect (and migrate), then free the claims a previous run under this name left."""
         if isinstance(self.path, str):
             conn = postgres.connect(self.path, role="herald-delivery")
             postgres.migrate(conn)
             self._conn = conn
-            return
-        # No fsync per record: a lost tail (power cut) only sends those messages again, with
-        # the same Idempotency-Key; kill -9 loses nothing.
-        self._conn = connect(state_path(self.path), synchronous="normal")
-        migrate(self._conn, "state_migrations")
+        else:
+            # No fsync per record: a lost tail (power cut) only sends those messages again, with
+            # the same Idempotency-Key; kill -9 loses nothing.
+            self._conn = connect(state_path(self.path), synchronous="normal")
+            migrate(self._conn, "state_migrations")
+        # A worker started again under its name (`herald delivery --name`) sends at once what
+        # it was sending when it died, rather than after the claims run out (CLAIM_S).
+        freed = outbox.release_own(self._conn, worker=self.name)
+        if freed:
+            logger.warning("Delivery %s sends again %d messages of its last run", self.name, freed)
 
     def close(self) -> None:
         if self._conn is not None:

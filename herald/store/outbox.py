@@ -119,6 +119,16 @@ def release(state: Db, *, worker_prefix: str) -> int:
         ).rowcount
 
 
+def release_own(state: Db, *, worker: str) -> int:
+    """Free the claims held under `worker`'s exact name (what a previous run of a worker of that
+    name was sending when it died); return how many."""
+    with write_turn(state):
+        return state.execute(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until_us = 0 WHERE claimed_by = ?",
+            (worker,),
+        ).rowcount
+
+
 def listing(
     state: Db,
     *,

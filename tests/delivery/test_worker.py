@@ -11,7 +11,7 @@ from datetime import datetime
 
 from herald.channels.email import EmailChannel, Security, SmtpSettings
 from herald.core.backoff import MAX_ATTEMPTS, retry_delay_s
-from herald.delivery import BATCH, CLAIM_S
+from herald.delivery import BATCH, CLAIM_S, DeliveryWorker
 from herald.store.base import MessageStatus
 from herald.store.sqlite import SqliteStore
 from herald.types import WorkspaceId
@@ -252,6 +252,17 @@ async def test_two_workers_in_the_same_round_never_send_the_same_message(
     assert {message.attempts for message in page.messages} == {1}
 
 
+async def die_mid_send(worker: DeliveryWorker, receiver: Receiver) -> None:
+    """Cancel a round of `worker` once its request reached the receiver, which never answers:
+    the message stays claimed, its attempt never recorded (as after kill -9)."""
+    receiver.answer(HANG)
+    dying = asyncio.create_task(worker.run_once())
+    await until_requests(receiver, 1)
+    dying.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await dying
+
+
 async def test_a_dead_workers_claim_is_taken_over_only_after_claim_s_with_the_same_key(
     store: SqliteStore,
     workspace: WorkspaceId,
@@ -260,12 +271,7 @@ async def test_a_dead_workers_claim_is_taken_over_only_after_claim_s_with_the_sa
     make_worker: MakeWorker,
 ) -> None:
     message_id = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
-    receiver.answer(HANG)
-    dying = asyncio.create_task(make_worker("worker-a").run_once())
-    await until_requests(receiver, 1)
-    dying.cancel()  # dies mid-send: claimed, never recorded
-    with contextlib.suppress(asyncio.CancelledError):
-        await dying
+    await die_mid_send(make_worker("worker-a"), receiver)
     survivor = make_worker("worker-b")
 
     clock.advance(CLAIM_S)
@@ -274,6 +280,27 @@ async def test_a_dead_workers_claim_is_taken_over_only_after_claim_s_with_the_sa
     after_claim_end = await survivor.run_once()
 
     assert (at_claim_end, after_claim_end) == (0, 1)
+    keys = [request.header("Idempotency-Key") for request in receiver.requests]
+    assert keys == [message_id, message_id]
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts) == (MessageStatus.SENT, 1)
+
+
+async def test_a_worker_started_again_under_its_name_resends_at_once_what_it_was_sending(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    make_worker: MakeWorker,
+) -> None:
+    message_id = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
+    await die_mid_send(make_worker("worker-a"), receiver)
+    other = make_worker("worker-b")
+    while_claimed = await other.run_once()
+
+    again = make_worker("worker-a")  # the clock has not moved: the claim has not run out
+    resent = await again.run_once()
+
+    assert (while_claimed, resent) == (0, 1)
     keys = [request.header("Idempotency-Key") for request in receiver.requests]
     assert keys == [message_id, message_id]
     message = await store.get_message(workspace, message_id)
