@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -60,6 +61,18 @@ def make_event(customer: str, **fields: Any) -> dict[str, Any]:
         "payload": {"cart": True},
         **fields,
     }
+
+
+def interleave(streams: Sequence[Sequence[Any]], rng: random.Random) -> list[Any]:
+    """The items of all `streams` shuffled together, each stream's items in their order."""
+    turns = [number for number, stream in enumerate(streams) for _ in stream]
+    rng.shuffle(turns)
+    cursors = [0] * len(streams)
+    mixed = []
+    for number in turns:
+        mixed.append(streams[number][cursors[number]])
+        cursors[number] += 1
+    return mixed
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from tests.e2e.conftest import (
     Server,
     Servers,
     auth,
+    interleave,
     poll_until,
 )
 
@@ -454,14 +455,7 @@ def identity_backlog(seed: int = 20_240_315) -> Backlog:
         customer = expected.setdefault(email, Expected(attributes={"email": email}))
         customer.uuids.update(sent["uuid"] for sent in purchases)
         streams.append(purchases)
-    # Interleave the streams at random, each in its own order.
-    turns = [number for number, stream in enumerate(streams) for _ in stream]
-    rng.shuffle(turns)
-    cursors = [0] * len(streams)
-    ordered = []
-    for number in turns:
-        ordered.append(streams[number][cursors[number]])
-        cursors[number] += 1
+    ordered = interleave(streams, rng)
     batches = [
         ordered[start : start + BACKLOG_BATCH_EVENTS]
         for start in range(0, len(ordered), BACKLOG_BATCH_EVENTS)
