@@ -18,7 +18,10 @@ async def bootstrap(store: Store, settings: Settings) -> Workspace | None:
     """Create the `default` workspace when none exists; return it then, else None."""
     if await store.list_workspaces():
         return None
-    workspace = await store.create_workspace(DEFAULT_WORKSPACE)
+    try:
+        workspace = await store.create_workspace(DEFAULT_WORKSPACE)
+    except Conflict:  # another process sharing the database made it a moment ago
+        return None
     logger.info("Created workspace %r (id %d) at first start", workspace.name, workspace.id)
     for kind, key in (
         (KeyKind.WRITE, settings.bootstrap_api_key),
