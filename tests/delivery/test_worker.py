@@ -9,7 +9,11 @@ import email
 import random
 from datetime import datetime
 
+import aiohttp
+import pytest
+
 from herald.channels.email import EmailChannel, Security, SmtpSettings
+from herald.channels.webhook import WebhookChannel
 from herald.core.backoff import MAX_ATTEMPTS, retry_delay_s
 from herald.delivery import BATCH, CLAIM_S, DeliveryWorker
 from herald.store.base import MessageStatus
@@ -305,6 +309,52 @@ async def test_a_worker_started_again_under_its_name_resends_at_once_what_it_was
     assert keys == [message_id, message_id]
     message = await store.get_message(workspace, message_id)
     assert (message.status, message.attempts) == (MessageStatus.SENT, 1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a worker sends the messages it claimed even after their claim ran out while "
+    "they waited for a free slot (BATCH=256 claimed, CONCURRENCY=64 in flight, a webhook may "
+    "take up to 60 s: the fourth wave starts after CLAIM_S=120 s), so a message another worker "
+    "claimed and sent meanwhile is sent twice (same Idempotency-Key) with no crash at all. "
+    "_send should skip a message whose claim no longer covers its send.",
+)
+async def test_a_message_whose_claim_ran_out_while_it_waited_for_a_slot_is_not_sent_again(
+    store: SqliteStore,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    clock: Clock,
+    http_client: aiohttp.ClientSession,
+    make_worker: MakeWorker,
+) -> None:
+    # One slot: `waiting` waits behind `slow` (its receiver never answers; it gives up after
+    # 1 s), as the 193rd message of a batch waits behind three waves of slow webhooks.
+    slow = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url(), timeout_s=1)))
+    waiting = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
+    receiver.answer(HANG)
+    one_slot = DeliveryWorker(
+        store.path,
+        webhooks=WebhookChannel(http_client),
+        email=None,
+        name="worker-a",
+        clock=clock,
+        rng=random.Random(SEED),
+        concurrency=1,
+    )
+    one_slot.open()
+    try:
+        stuck = asyncio.create_task(one_slot.run_once())
+        await until_requests(receiver, 1)  # `slow` is in flight, `waiting` waits for the slot
+        clock.advance(CLAIM_S + 1)  # both claims run out; another worker takes them
+        taken_over = await make_worker("worker-b").run_once()
+        await stuck
+    finally:
+        one_slot.close()
+
+    keys = [request.header("Idempotency-Key") for request in receiver.requests]
+    assert taken_over == 2
+    assert keys.count(waiting) == 1, keys
+    assert keys.count(slow) == 2  # in flight when its claim ran out: sent again (fake clock)
 
 
 async def test_a_stale_worker_records_nothing_after_another_took_its_claim(
