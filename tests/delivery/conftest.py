@@ -1,16 +1,14 @@
-"""Resources for the delivery tests: a store on a tmp SQLite file, a clock moved by hand, workers
-on the store's database (whichever store the test has), and the real HTTP receiver and SMTP
-server of the channel tests."""
+"""Resources for the delivery tests: the store (SQLite or PostgreSQL, from tests/conftest.py), a
+clock moved by hand, workers on the store's database, a connection to its state (the outbox), and
+the real HTTP receiver and SMTP server of the channel tests."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -20,8 +18,9 @@ import pytest
 from herald.channels.email import EmailChannel
 from herald.channels.webhook import WebhookChannel
 from herald.delivery import DeliveryWorker
+from herald.store import postgres
 from herald.store.base import NewMessage, Store
-from herald.store.sqlite import SqliteStore
+from herald.store.db import Db
 from herald.store.sqlitedb import connect, state_path
 from herald.types import WorkspaceId
 from tests.channels import conftest as channels
@@ -131,15 +130,7 @@ async def receiver() -> AsyncIterator[channels.Receiver]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "herald.db")
-    await store.start()
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-async def workspace(store: SqliteStore) -> WorkspaceId:
+async def workspace(store: Store) -> WorkspaceId:
     return (await store.create_workspace("default")).id
 
 
@@ -182,8 +173,13 @@ def make_worker(
 
 
 @pytest.fixture
-def state(store: SqliteStore) -> Iterator[sqlite3.Connection]:
+def state(store: Store) -> Iterator[Db]:
     """A connection of its own to the store's state database (where the outbox lives)."""
-    conn = connect(state_path(store.path), synchronous="full")
-    yield conn
-    conn.close()
+    location = location_of(store)
+    db: Db = (
+        postgres.connect(location)
+        if isinstance(location, str)
+        else connect(state_path(location), synchronous="full")
+    )
+    yield db
+    db.close()

@@ -3,15 +3,14 @@ out, attempts recorded only by the claim holder, and the listing, reading and re
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 
 from herald.errors import Conflict, InvalidRequest, NotFound
 from herald.store import outbox
-from herald.store.base import MessageStatus, OutboxMessage
-from herald.store.sqlite import SqliteStore
+from herald.store.base import MessageStatus, OutboxMessage, Store
+from herald.store.db import Db
 from herald.types import WorkspaceId
 from tests.delivery.conftest import a_webhook, enqueue_one, new_message
 
@@ -19,12 +18,12 @@ CLAIM_US = 120_000_000
 HOOK = "http://127.0.0.1:9/hook"
 
 
-async def all_messages(store: SqliteStore, workspace: WorkspaceId) -> list[OutboxMessage]:
+async def all_messages(store: Store, workspace: WorkspaceId) -> list[OutboxMessage]:
     page = await store.list_messages(workspace, status=None, cursor=None, limit=1000)
     return page.messages
 
 
-def claim(state: sqlite3.Connection, worker: str, now_us: int) -> list[outbox.Claimed]:
+def claim(state: Db, worker: str, now_us: int) -> list[outbox.Claimed]:
     return outbox.claim_due(state, worker=worker, now_us=now_us, claim_us=CLAIM_US, limit=10)
 
 
@@ -36,7 +35,7 @@ def wall_us() -> int:
 
 
 async def test_enqueue_twice_for_one_enrollment_and_step_keeps_one_message_with_the_first_content(
-    store: SqliteStore, workspace: WorkspaceId
+    store: Store, workspace: WorkspaceId
 ) -> None:
     first = new_message(workspace, a_webhook(HOOK, body='{"n": 1}'), enrollment_id="e-1")
     second = new_message(workspace, a_webhook(HOOK, body='{"n": 2}'), enrollment_id="e-1")
@@ -50,7 +49,7 @@ async def test_enqueue_twice_for_one_enrollment_and_step_keeps_one_message_with_
 
 
 async def test_enqueue_of_the_same_step_twice_in_one_call_keeps_the_first(
-    store: SqliteStore, workspace: WorkspaceId
+    store: Store, workspace: WorkspaceId
 ) -> None:
     first = new_message(workspace, a_webhook(HOOK, body="first"), enrollment_id="e-1")
     second = new_message(workspace, a_webhook(HOOK, body="second"), enrollment_id="e-1")
@@ -63,7 +62,7 @@ async def test_enqueue_of_the_same_step_twice_in_one_call_keeps_the_first(
 
 
 async def test_enqueue_of_two_step_numbers_of_one_enrollment_makes_two_messages(
-    store: SqliteStore, workspace: WorkspaceId
+    store: Store, workspace: WorkspaceId
 ) -> None:
     messages = [
         new_message(workspace, a_webhook(HOOK), enrollment_id="e-1", step_number=number)
@@ -79,7 +78,7 @@ async def test_enqueue_of_two_step_numbers_of_one_enrollment_makes_two_messages(
 
 
 async def test_a_new_message_is_queued_due_now_with_no_attempts(
-    store: SqliteStore, workspace: WorkspaceId
+    store: Store, workspace: WorkspaceId
 ) -> None:
     before = datetime.now(UTC)
 
@@ -98,7 +97,7 @@ async def test_a_new_message_is_queued_due_now_with_no_attempts(
 
 
 async def test_a_claimed_message_is_not_claimed_again_until_its_claim_runs_out(
-    store: SqliteStore, workspace: WorkspaceId, state: sqlite3.Connection
+    store: Store, workspace: WorkspaceId, state: Db
 ) -> None:
     message_id = await enqueue_one(store, new_message(workspace, a_webhook(HOOK)))
     now_us = wall_us() + 1_000_000
@@ -113,7 +112,7 @@ async def test_a_claimed_message_is_not_claimed_again_until_its_claim_runs_out(
 
 
 async def test_a_message_not_yet_due_is_not_claimed(
-    store: SqliteStore, workspace: WorkspaceId, state: sqlite3.Connection
+    store: Store, workspace: WorkspaceId, state: Db
 ) -> None:
     await enqueue_one(store, new_message(workspace, a_webhook(HOOK)))
 
@@ -123,7 +122,7 @@ async def test_a_message_not_yet_due_is_not_claimed(
 
 
 async def test_only_the_claim_holder_records_an_attempt(
-    store: SqliteStore, workspace: WorkspaceId, state: sqlite3.Connection
+    store: Store, workspace: WorkspaceId, state: Db
 ) -> None:
     message_id = await enqueue_one(store, new_message(workspace, a_webhook(HOOK)))
     now_us = wall_us() + 1_000_000
@@ -139,7 +138,7 @@ async def test_only_the_claim_holder_records_an_attempt(
 
 
 async def test_a_stale_worker_records_nothing_once_its_claim_moved_to_another(
-    store: SqliteStore, workspace: WorkspaceId, state: sqlite3.Connection
+    store: Store, workspace: WorkspaceId, state: Db
 ) -> None:
     message_id = await enqueue_one(store, new_message(workspace, a_webhook(HOOK)))
     now_us = wall_us() + 1_000_000
@@ -167,14 +166,14 @@ async def test_a_stale_worker_records_nothing_once_its_claim_moved_to_another(
 
 
 async def test_get_of_an_unknown_id_raises_not_found_naming_how_to_list(
-    store: SqliteStore, workspace: WorkspaceId
+    store: Store, workspace: WorkspaceId
 ) -> None:
     with pytest.raises(NotFound, match="GET /api/messages"):
         await store.get_message(workspace, "no-such-message")
 
 
 async def test_a_message_is_invisible_from_another_workspace(
-    store: SqliteStore, workspace: WorkspaceId
+    store: Store, workspace: WorkspaceId
 ) -> None:
     other = (await store.create_workspace("other")).id
     message_id = await enqueue_one(store, new_message(workspace, a_webhook(HOOK)))
@@ -187,7 +186,7 @@ async def test_a_message_is_invisible_from_another_workspace(
 
 
 async def test_listing_filters_by_status_and_pages_by_cursor(
-    store: SqliteStore, workspace: WorkspaceId, state: sqlite3.Connection
+    store: Store, workspace: WorkspaceId, state: Db
 ) -> None:
     ids = [await enqueue_one(store, new_message(workspace, a_webhook(HOOK))) for _ in range(5)]
     (first, *_) = claim(state, "a", wall_us() + 1_000_000)
@@ -216,14 +215,14 @@ async def test_listing_filters_by_status_and_pages_by_cursor(
 
 
 async def test_listing_refuses_a_cursor_herald_did_not_give(
-    store: SqliteStore, workspace: WorkspaceId
+    store: Store, workspace: WorkspaceId
 ) -> None:
     with pytest.raises(InvalidRequest, match="cursor"):
         await store.list_messages(workspace, status=None, cursor="abc", limit=10)
 
 
 async def test_retry_queues_a_failed_message_due_now_and_keeps_its_attempts(
-    store: SqliteStore, workspace: WorkspaceId, state: sqlite3.Connection
+    store: Store, workspace: WorkspaceId, state: Db
 ) -> None:
     message_id = await enqueue_one(store, new_message(workspace, a_webhook(HOOK)))
     (item,) = claim(state, "a", wall_us() + 1_000_000)
@@ -241,7 +240,7 @@ async def test_retry_queues_a_failed_message_due_now_and_keeps_its_attempts(
 
 @pytest.mark.parametrize("status", [MessageStatus.QUEUED, MessageStatus.SENT])
 async def test_retry_of_a_message_that_has_not_failed_is_a_conflict(
-    store: SqliteStore, workspace: WorkspaceId, state: sqlite3.Connection, status: MessageStatus
+    store: Store, workspace: WorkspaceId, state: Db, status: MessageStatus
 ) -> None:
     message_id = await enqueue_one(store, new_message(workspace, a_webhook(HOOK)))
     if status is MessageStatus.SENT:

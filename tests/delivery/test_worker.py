@@ -16,10 +16,10 @@ from herald.channels.email import EmailChannel, Security, SmtpSettings
 from herald.channels.webhook import WebhookChannel
 from herald.core.backoff import MAX_ATTEMPTS, retry_delay_s
 from herald.delivery import BATCH, CLAIM_S, DeliveryWorker
-from herald.store.base import MessageStatus
-from herald.store.sqlite import SqliteStore
+from herald.store.base import MessageStatus, Store
 from herald.types import WorkspaceId
 from tests.channels.conftest import HANG, LOCALHOST, Receiver, Reply, SmtpServer
+from tests.conftest import location_of
 from tests.delivery.conftest import (
     SEED,
     Clock,
@@ -40,7 +40,7 @@ def seconds(moment: datetime) -> float:
 
 
 async def test_a_webhook_answered_503_503_200_is_sent_on_the_third_try_with_one_idempotency_key(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     receiver: Receiver,
     clock: Clock,
@@ -73,7 +73,7 @@ async def test_a_webhook_answered_503_503_200_is_sent_on_the_third_try_with_one_
 
 
 async def test_a_webhook_answered_400_fails_after_one_try_naming_the_status(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     receiver: Receiver,
     clock: Clock,
@@ -95,7 +95,7 @@ async def test_a_webhook_answered_400_fails_after_one_try_naming_the_status(
 
 
 async def test_retry_after_of_a_503_is_a_floor_for_the_next_attempt(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     receiver: Receiver,
     clock: Clock,
@@ -119,7 +119,7 @@ async def test_retry_after_of_a_503_is_a_floor_for_the_next_attempt(
 
 
 async def test_a_429_with_retry_after_is_retried_no_earlier_than_it_asks(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     receiver: Receiver,
     clock: Clock,
@@ -137,7 +137,7 @@ async def test_a_429_with_retry_after_is_retried_no_earlier_than_it_asks(
 
 
 async def test_a_webhook_that_keeps_failing_fails_for_good_after_max_attempts(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     receiver: Receiver,
     clock: Clock,
@@ -162,7 +162,7 @@ async def test_a_webhook_that_keeps_failing_fails_for_good_after_max_attempts(
 
 
 async def test_an_unreachable_receiver_is_retried(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     closed_port: int,
     make_worker: MakeWorker,
@@ -178,7 +178,7 @@ async def test_an_unreachable_receiver_is_retried(
 
 
 async def test_a_stored_message_that_does_not_fit_its_channel_fails_saying_so(
-    store: SqliteStore, workspace: WorkspaceId, make_worker: MakeWorker
+    store: Store, workspace: WorkspaceId, make_worker: MakeWorker
 ) -> None:
     message_id = await enqueue_one(
         store, new_message(workspace, {"url": "http://x", "colour": "red"})
@@ -195,7 +195,7 @@ async def test_a_stored_message_that_does_not_fit_its_channel_fails_saying_so(
 
 
 async def test_an_email_without_an_smtp_server_fails_naming_herald_smtp_host(
-    store: SqliteStore, workspace: WorkspaceId, make_worker: MakeWorker
+    store: Store, workspace: WorkspaceId, make_worker: MakeWorker
 ) -> None:
     message_id = await enqueue_one(store, new_message(workspace, an_email(), kind="email"))
 
@@ -207,7 +207,7 @@ async def test_an_email_without_an_smtp_server_fails_naming_herald_smtp_host(
 
 
 async def test_an_email_arrives_at_a_real_smtp_server_with_the_message_id(
-    store: SqliteStore, workspace: WorkspaceId, smtp: SmtpServer, make_worker: MakeWorker
+    store: Store, workspace: WorkspaceId, smtp: SmtpServer, make_worker: MakeWorker
 ) -> None:
     message_id = await enqueue_one(store, new_message(workspace, an_email(), kind="email"))
     channel = EmailChannel(
@@ -236,7 +236,7 @@ async def test_an_email_arrives_at_a_real_smtp_server_with_the_message_id(
 
 
 async def test_two_workers_in_the_same_round_never_send_the_same_message(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     receiver: Receiver,
     make_worker: MakeWorker,
@@ -268,7 +268,7 @@ async def die_mid_send(worker: DeliveryWorker, receiver: Receiver) -> None:
 
 
 async def test_a_dead_workers_claim_is_taken_over_only_after_claim_s_with_the_same_key(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     receiver: Receiver,
     clock: Clock,
@@ -291,7 +291,7 @@ async def test_a_dead_workers_claim_is_taken_over_only_after_claim_s_with_the_sa
 
 
 async def test_a_worker_started_again_under_its_name_resends_at_once_what_it_was_sending(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     receiver: Receiver,
     make_worker: MakeWorker,
@@ -320,7 +320,7 @@ async def test_a_worker_started_again_under_its_name_resends_at_once_what_it_was
     "_send should skip a message whose claim no longer covers its send.",
 )
 async def test_a_message_whose_claim_ran_out_while_it_waited_for_a_slot_is_not_sent_again(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     receiver: Receiver,
     clock: Clock,
@@ -333,7 +333,7 @@ async def test_a_message_whose_claim_ran_out_while_it_waited_for_a_slot_is_not_s
     waiting = await enqueue_one(store, new_message(workspace, a_webhook(receiver.url())))
     receiver.answer(HANG)
     one_slot = DeliveryWorker(
-        store.path,
+        location_of(store),
         webhooks=WebhookChannel(http_client),
         email=None,
         name="worker-a",
@@ -358,7 +358,7 @@ async def test_a_message_whose_claim_ran_out_while_it_waited_for_a_slot_is_not_s
 
 
 async def test_a_stale_worker_records_nothing_after_another_took_its_claim(
-    store: SqliteStore,
+    store: Store,
     workspace: WorkspaceId,
     clock: Clock,
     make_worker: MakeWorker,
