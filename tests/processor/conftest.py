@@ -2,8 +2,9 @@
 
 Events reach the log the way the API puts them there (check_batch with the workspace's schema,
 then `store.append`), and results are read back the way a user reads them: through the store's
-customer queries. `state_rows` opens herald.db.state for what only the processor keeps
-(checkpoints, the processing log).
+customer queries. `state_rows` reads what only the processor keeps (checkpoints, the processing
+log): in herald.db.state beside a SQLite log, or in the PostgreSQL schema. The `store` fixture
+(tests/conftest.py) makes every test run on both.
 """
 
 from __future__ import annotations
@@ -20,16 +21,25 @@ import pytest
 
 from herald.core.events import Limits, check_batch, decode_envelope
 from herald.processor.loop import Processor
-from herald.store.base import AppendRequest, AppendResult, CustomerEvent, CustomerRecord, Workspace
-from herald.store.sqlite import SqliteStore
+from herald.store import postgres
+from herald.store.base import (
+    AppendRequest,
+    AppendResult,
+    CustomerEvent,
+    CustomerRecord,
+    Store,
+    Workspace,
+)
+from herald.store.db import Db
 from herald.store.sqlitedb import state_path
-from tests.conftest import Keys
+from tests.conftest import Keys, location_of
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 LIMITS = Limits(max_batch_events=10_000, max_event_bytes=64 * 1024)
 START_S = 1_700_000_000.0  # the clock's first reading: any fixed moment will do
 
 Event = dict[str, Any]
+Database = Path | str  # what a processor opens: the SQLite log file, or a PostgreSQL URL
 
 
 class Clock:
@@ -73,7 +83,7 @@ def set_attributes(value: str, key: str = "_id", **attributes: Any) -> Event:
     return an_event(value, "$set", key=key, payload=attributes)
 
 
-async def send(store: SqliteStore, workspace: Workspace, batch: list[Event]) -> AppendResult:
+async def send(store: Store, workspace: Workspace, batch: list[Event]) -> AppendResult:
     """Commit `batch` to the log as `POST /api/events/batch/` does; every event must be valid."""
     checked = check_batch(
         decode_envelope(msgspec.json.encode({"batch": batch})),
@@ -95,7 +105,7 @@ async def send(store: SqliteStore, workspace: Workspace, batch: list[Event]) -> 
     return await store.append(request)
 
 
-async def all_customers(store: SqliteStore, workspace: Workspace) -> list[CustomerRecord]:
+async def all_customers(store: Store, workspace: Workspace) -> list[CustomerRecord]:
     """Every live customer of the workspace, oldest first (GET /api/customers, all pages)."""
     found: list[CustomerRecord] = []
     cursor: str | None = None
@@ -107,9 +117,7 @@ async def all_customers(store: SqliteStore, workspace: Workspace) -> list[Custom
         cursor = page.next_cursor
 
 
-async def events_of(
-    store: SqliteStore, workspace: Workspace, customer_id: str
-) -> list[CustomerEvent]:
+async def events_of(store: Store, workspace: Workspace, customer_id: str) -> list[CustomerEvent]:
     """A customer's events in commit order (GET /api/customers/{id}/events, all pages)."""
     found: list[CustomerEvent] = []
     cursor: str | None = None
@@ -160,9 +168,9 @@ STATE_QUERIES = {
 }
 
 
-def state_snapshot(log_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+def state_snapshot(database: Database) -> dict[str, list[tuple[Any, ...]]]:
     """Every row processing wrote to customers, keys, records and checkpoints."""
-    return {table: state_rows(log_path, sql) for table, sql in STATE_QUERIES.items()}
+    return {table: state_rows(database, sql) for table, sql in STATE_QUERIES.items()}
 
 
 def copy_database(source: Path, target: Path) -> None:
@@ -175,13 +183,18 @@ def copy_database(source: Path, target: Path) -> None:
         target_conn.close()
 
 
-def state_rows(log_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows of the processor's own database beside `log_path` (read-only use)."""
-    conn = sqlite3.connect(state_path(log_path))
+def state_rows(database: Database, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of the processor's own state (read-only use): herald.db.state beside a SQLite log,
+    or the PostgreSQL schema."""
+    db: Db = (
+        postgres.connect(database)
+        if isinstance(database, str)
+        else sqlite3.connect(state_path(database))
+    )
     try:
-        return conn.execute(sql, params).fetchall()
+        return [tuple(row) for row in db.execute(sql, params).fetchall()]
     finally:
-        conn.close()
+        db.close()
 
 
 @pytest.fixture
@@ -190,27 +203,22 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """SQLite only: these tests read the processor's state file beside the log (`state_rows`)."""
-    return f"sqlite:///{tmp_path / 'herald.db'}"
+def database(store: Store) -> Database:
+    """What a processor opens: the SQLite log the `store` fixture writes (herald.db.state beside
+    it is the processor's), or the PostgreSQL schema holding both."""
+    return location_of(store)
 
 
 @pytest.fixture
-def log_path(tmp_path: Path) -> Path:
-    """The event log the `store` fixture writes (herald.db.state is the processor's)."""
-    return tmp_path / "herald.db"
-
-
-@pytest.fixture
-async def workspace(store: SqliteStore, keys: Keys) -> Workspace:
+async def workspace(store: Store, keys: Keys) -> Workspace:
     """Workspace `default` (primary key `email`): `keys.write` and `keys.admin` belong to it."""
     return await store.get_workspace("default")
 
 
 @pytest.fixture
-def processor(log_path: Path, store: SqliteStore, clock: Clock) -> Iterator[Processor]:
+def processor(database: Database, store: Store, clock: Clock) -> Iterator[Processor]:
     """A processor over the store's log, opened (it takes its partitions on its first step)."""
-    processor = Processor(log_path, clock=clock, name="processor-a")
+    processor = Processor(database, clock=clock, name="processor-a")
     processor.open()
     yield processor
     processor.close()
@@ -220,12 +228,12 @@ OpenProcessor = Callable[..., Processor]
 
 
 @pytest.fixture
-def open_processor(log_path: Path, store: SqliteStore) -> Iterator[OpenProcessor]:
+def open_processor(database: Database, store: Store) -> Iterator[OpenProcessor]:
     """Open processors over the store's log by name (`clock=`, options); all closed at the end."""
     opened: list[Processor] = []
 
     def open_processor(name: str, *, clock: Clock, **options: Any) -> Processor:
-        processor = Processor(log_path, clock=clock, name=name, **options)
+        processor = Processor(database, clock=clock, name=name, **options)
         processor.open()
         opened.append(processor)
         return processor
@@ -236,6 +244,6 @@ def open_processor(log_path: Path, store: SqliteStore) -> Iterator[OpenProcessor
 
 
 @pytest.fixture
-async def other_workspace(store: SqliteStore, keys: Keys) -> Workspace:
+async def other_workspace(store: Store, keys: Keys) -> Workspace:
     """Workspace `other`, with keys of its own (`keys.other_write`)."""
     return await store.get_workspace("other")

@@ -6,15 +6,14 @@ Every processor reads a hand-moved clock: a lease runs out only when a test move
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from herald.core.events import PARTITIONS, partition_of
 from herald.processor.loop import Processor
-from herald.store.base import Workspace
-from herald.store.sqlite import SqliteStore
+from herald.store.base import Store, Workspace
 from tests.processor.conftest import (
     START_S,
     Clock,
+    Database,
     Event,
     OpenProcessor,
     all_customers,
@@ -32,15 +31,15 @@ LEASE_S = 10.0
 ALL = list(range(PARTITIONS))
 
 
-def owners(log_path: Path) -> dict[int, str | None]:
+def owners(database: Database) -> dict[int, str | None]:
     """Who the state database says holds each partition."""
-    return dict(state_rows(log_path, "SELECT partition, owner FROM partitions ORDER BY partition"))
+    return dict(state_rows(database, "SELECT partition, owner FROM partitions ORDER BY partition"))
 
 
-def assert_no_overlapping_progress(log_path: Path) -> None:
+def assert_no_overlapping_progress(database: Database) -> None:
     """Each partition's committed steps cover disjoint seq ranges, one after another."""
     rows = state_rows(
-        log_path,
+        database,
         "SELECT partition, from_seq, to_seq FROM processing_log ORDER BY partition, from_seq",
     )
     last_to: dict[int, int] = {}
@@ -50,8 +49,8 @@ def assert_no_overlapping_progress(log_path: Path) -> None:
         last_to[partition] = to_seq
 
 
-def assert_each_event_recorded_once(log_path: Path, count: int) -> None:
-    assert state_rows(log_path, "SELECT count(*), count(DISTINCT id) FROM event_records") == [
+def assert_each_event_recorded_once(database: Database, count: int) -> None:
+    assert state_rows(database, "SELECT count(*), count(DISTINCT id) FROM event_records") == [
         (count, count)
     ]
 
@@ -79,18 +78,18 @@ def balanced(first: Processor, second: Processor) -> None:
 
 
 async def test_a_lone_processor_takes_all_sixteen_partitions(
-    open_processor: OpenProcessor, clock: Clock, log_path: Path
+    open_processor: OpenProcessor, clock: Clock, database: Database
 ) -> None:
     alone = open_processor("alone", clock=clock, lease_s=LEASE_S)
 
     alone.refresh_leases()
 
     assert alone.owned() == ALL
-    assert set(owners(log_path).values()) == {"alone"}
+    assert set(owners(database).values()) == {"alone"}
 
 
 async def test_a_joining_processor_gets_its_fair_share_once_both_have_refreshed(
-    open_processor: OpenProcessor, clock: Clock, log_path: Path
+    open_processor: OpenProcessor, clock: Clock, database: Database
 ) -> None:
     first = open_processor("first", clock=clock, lease_s=LEASE_S)
     second = open_processor("second", clock=clock, lease_s=LEASE_S)
@@ -104,7 +103,7 @@ async def test_a_joining_processor_gets_its_fair_share_once_both_have_refreshed(
     assert while_first_holds_all == []
     assert len(first.owned()) == len(second.owned()) == PARTITIONS // 2
     assert sorted(first.owned() + second.owned()) == ALL
-    assert owners(log_path) == {
+    assert owners(database) == {
         **dict.fromkeys(first.owned(), "first"),
         **dict.fromkeys(second.owned(), "second"),
     }
@@ -144,11 +143,11 @@ async def test_processors_that_keep_stepping_keep_their_partitions(
 
 
 async def test_a_processor_that_stops_refreshing_loses_its_partitions_to_the_other(
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     open_processor: OpenProcessor,
     clock: Clock,
-    log_path: Path,
+    database: Database,
 ) -> None:
     first = open_processor("first", clock=clock, lease_s=LEASE_S)
     second = open_processor("second", clock=clock, lease_s=LEASE_S)
@@ -161,17 +160,17 @@ async def test_a_processor_that_stops_refreshing_loses_its_partitions_to_the_oth
     applied = second.drain()
 
     assert second.owned() == ALL
-    assert set(owners(log_path).values()) == {"second"}
+    assert set(owners(database).values()) == {"second"}
     assert applied == len(events)
-    assert_each_event_recorded_once(log_path, len(events))
+    assert_each_event_recorded_once(database, len(events))
 
 
 async def test_a_stalled_processor_that_comes_back_gets_a_share_again_and_repeats_nothing(
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     open_processor: OpenProcessor,
     clock: Clock,
-    log_path: Path,
+    database: Database,
 ) -> None:
     first = open_processor("first", clock=clock, lease_s=LEASE_S)
     second = open_processor("second", clock=clock, lease_s=LEASE_S)
@@ -192,19 +191,19 @@ async def test_a_stalled_processor_that_comes_back_gets_a_share_again_and_repeat
     assert empty_handed == []
     assert len(first.owned()) == len(second.owned()) == PARTITIONS // 2
     assert applied == len(more)
-    assert_each_event_recorded_once(log_path, len(events) + len(more))
-    assert_no_overlapping_progress(log_path)
+    assert_each_event_recorded_once(database, len(events) + len(more))
+    assert_no_overlapping_progress(database)
 
 
 async def test_close_hands_the_partitions_back_at_once(
-    open_processor: OpenProcessor, clock: Clock, log_path: Path
+    open_processor: OpenProcessor, clock: Clock, database: Database
 ) -> None:
     leaving = open_processor("leaving", clock=clock, lease_s=LEASE_S)
     staying = open_processor("staying", clock=clock, lease_s=LEASE_S)
     balanced(leaving, staying)
 
     leaving.close()
-    handed_back = owners(log_path)
+    handed_back = owners(database)
     staying.refresh_leases()  # no time has passed: nothing had to expire
 
     assert list(handed_back.values()).count(None) == PARTITIONS // 2
@@ -214,10 +213,10 @@ async def test_close_hands_the_partitions_back_at_once(
 
 
 async def test_a_processor_whose_partitions_were_taken_over_commits_nothing_on_them(
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     open_processor: OpenProcessor,
-    log_path: Path,
+    database: Database,
 ) -> None:
     stalled_clock = Clock()
     stalled = open_processor("stalled", clock=stalled_clock, lease_s=LEASE_S)
@@ -236,18 +235,18 @@ async def test_a_processor_whose_partitions_were_taken_over_commits_nothing_on_t
     assert successor.owned() == ALL
     assert (lost, after, stalled.processed) == (0, 0, 0)
     assert applied == len(events)
-    assert {owner for (owner,) in state_rows(log_path, "SELECT owner FROM processing_log")} == {
+    assert {owner for (owner,) in state_rows(database, "SELECT owner FROM processing_log")} == {
         "successor"
     }
-    assert_each_event_recorded_once(log_path, len(events))
-    assert_no_overlapping_progress(log_path)
+    assert_each_event_recorded_once(database, len(events))
+    assert_no_overlapping_progress(database)
 
 
 async def test_a_takeover_continues_from_the_last_committed_step(
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     open_processor: OpenProcessor,
-    log_path: Path,
+    database: Database,
 ) -> None:
     stalled_clock = Clock()
     stalled = open_processor("stalled", clock=stalled_clock, lease_s=LEASE_S, max_step_events=3)
@@ -264,19 +263,19 @@ async def test_a_takeover_continues_from_the_last_committed_step(
     assert 0 < partly < 10
     assert lost == 0
     assert partly + rest == 10
-    assert_each_event_recorded_once(log_path, 10)
-    assert_no_overlapping_progress(log_path)
+    assert_each_event_recorded_once(database, 10)
+    assert_no_overlapping_progress(database)
 
 
 # -- order across processors -----------------------------------------------------------------
 
 
 async def test_two_processors_alternating_keep_each_customers_events_in_commit_order(
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     open_processor: OpenProcessor,
     clock: Clock,
-    log_path: Path,
+    database: Database,
 ) -> None:
     first = open_processor("first", clock=clock, lease_s=LEASE_S, max_step_events=3)
     second = open_processor("second", clock=clock, lease_s=LEASE_S, max_step_events=3)
@@ -313,9 +312,9 @@ async def test_two_processors_alternating_keep_each_customers_events_in_commit_o
         assert uuids(await events_of(store, workspace, found[value].id)) == [
             uuid_of(event) for event in events
         ]
-    assert_each_event_recorded_once(log_path, sum(len(events) for events in sent.values()))
-    assert_no_overlapping_progress(log_path)
-    assert {owner for (owner,) in state_rows(log_path, "SELECT owner FROM processing_log")} == {
+    assert_each_event_recorded_once(database, sum(len(events) for events in sent.values()))
+    assert_no_overlapping_progress(database)
+    assert {owner for (owner,) in state_rows(database, "SELECT owner FROM processing_log")} == {
         "first",
         "second",
         "third",
@@ -323,7 +322,7 @@ async def test_two_processors_alternating_keep_each_customers_events_in_commit_o
 
 
 async def test_a_request_split_over_partitions_is_applied_in_batch_order_by_one_processor(
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     open_processor: OpenProcessor,
     clock: Clock,
@@ -363,7 +362,7 @@ def value_in(workspace: Workspace, partitions: list[int], prefix: str) -> str:
 
 
 async def test_an_anonymous_id_merged_by_another_processor_resolves_to_the_merged_customer(
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     open_processor: OpenProcessor,
     clock: Clock,
@@ -397,7 +396,7 @@ async def test_an_anonymous_id_merged_by_another_processor_resolves_to_the_merge
 
 
 async def test_an_anonymous_id_merged_while_its_processor_stalled_resolves_to_the_merged_customer(
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     open_processor: OpenProcessor,
 ) -> None:

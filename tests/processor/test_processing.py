@@ -15,13 +15,13 @@ from herald.core.events import check_batch, decode_envelope, partition_of
 from herald.core.schema import MAX_KEY_CHARS
 from herald.errors import Conflict, NotFound
 from herald.processor.loop import Processor
-from herald.store.base import Workspace
-from herald.store.sqlite import SqliteStore
+from herald.store.base import Store, Workspace
 from herald.store.sqlitedb import state_path
 from tests.conftest import Keys, auth
 from tests.processor.conftest import (
     LIMITS,
     Clock,
+    Database,
     all_customers,
     an_event,
     copy_database,
@@ -46,7 +46,7 @@ SEED_EMAIL = "example@youremail.com"
 async def test_the_seed_batch_of_five_events_makes_one_customer_holding_them_in_order(
     client: httpx.AsyncClient,
     keys: Keys,
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     processor: Processor,
 ) -> None:
@@ -72,7 +72,7 @@ async def test_the_seed_batch_of_five_events_makes_one_customer_holding_them_in_
 async def test_identify_then_trigger_lands_on_the_customer_upserted_with_that_primary_key(
     client: httpx.AsyncClient,
     keys: Keys,
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     processor: Processor,
 ) -> None:
@@ -102,7 +102,7 @@ async def test_identify_then_trigger_lands_on_the_customer_upserted_with_that_pr
 async def test_identify_then_trigger_without_a_known_customer_makes_one_identified_customer(
     client: httpx.AsyncClient,
     keys: Keys,
-    store: SqliteStore,
+    store: Store,
     workspace: Workspace,
     processor: Processor,
 ) -> None:
@@ -125,7 +125,7 @@ async def test_identify_then_trigger_without_a_known_customer_makes_one_identifi
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-batch", "two-batches"])
 async def test_the_last_set_of_an_attribute_wins(
-    store: SqliteStore, workspace: Workspace, processor: Processor, split: bool
+    store: Store, workspace: Workspace, processor: Processor, split: bool
 ) -> None:
     first = set_attributes("anon-1", plan="free", city="Lyon")
     second = set_attributes("anon-1", plan="pro")
@@ -143,7 +143,7 @@ async def test_the_last_set_of_an_attribute_wins(
 
 
 async def test_setting_an_attribute_to_null_removes_it(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(
         store,
@@ -158,7 +158,7 @@ async def test_setting_an_attribute_to_null_removes_it(
 
 
 async def test_setting_true_after_one_ends_with_true(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(
         store,
@@ -179,7 +179,7 @@ async def test_setting_true_after_one_ends_with_true(
 
 @pytest.mark.parametrize(("key", "value"), [("email", "ada@example.com"), ("user_id", "u-1001")])
 async def test_an_attribute_correlation_key_creates_then_finds_the_customer_by_that_attribute(
-    store: SqliteStore, workspace: Workspace, processor: Processor, key: str, value: str
+    store: Store, workspace: Workspace, processor: Processor, key: str, value: str
 ) -> None:
     first = an_event(value, "signed_up", key=key)
     second = set_attributes(value, key=key, plan="pro")
@@ -199,7 +199,7 @@ async def test_an_attribute_correlation_key_creates_then_finds_the_customer_by_t
 
 
 async def test_an_attribute_set_on_an_anonymous_customer_resolves_later_events(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(store, workspace, [set_attributes("anon-1", user_id="u-7")])
     processor.drain()
@@ -214,7 +214,7 @@ async def test_an_attribute_set_on_an_anonymous_customer_resolves_later_events(
 
 
 async def test_an_event_correlated_by_primary_key_lands_on_the_upserted_customer(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     [(upserted_id, _)] = await store.upsert_customers(workspace, [("ada@example.com", {})])
     await send(store, workspace, [an_event("ada@example.com", key="email")])
@@ -229,7 +229,7 @@ async def test_an_event_correlated_by_primary_key_lands_on_the_upserted_customer
 
 
 async def test_an_event_naming_a_herald_customer_id_lands_on_that_customer(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     [(customer_id, _)] = await store.upsert_customers(workspace, [("ada@example.com", {})])
     await send(store, workspace, [an_event(customer_id, "purchase")])
@@ -266,7 +266,7 @@ async def test_an_anonymous_id_too_long_to_name_a_customer_is_refused_at_ingesti
 
 
 async def test_identify_merges_an_anonymous_profile_into_the_identified_customer(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     [(target_id, _)] = await store.upsert_customers(
         workspace, [("ada@example.com", {"plan": "pro"})]
@@ -300,7 +300,7 @@ async def test_identify_merges_an_anonymous_profile_into_the_identified_customer
 
 
 async def test_the_merged_anonymous_id_keeps_resolving_to_the_merged_customer(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await store.upsert_customers(workspace, [("ada@example.com", {})])
     await send(store, workspace, [an_event("laptop-1"), identify("laptop-1", "ada@example.com")])
@@ -318,7 +318,7 @@ async def test_the_merged_anonymous_id_keeps_resolving_to_the_merged_customer(
 
 
 async def test_identify_through_an_attribute_key_merges_and_the_device_id_follows(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     [(target_id, _)] = await store.upsert_customers(workspace, [("ada@example.com", {})])
     await send(store, workspace, [an_event("device-1"), set_attributes("device-1", user_id="u-1")])
@@ -342,7 +342,7 @@ async def test_identify_through_an_attribute_key_merges_and_the_device_id_follow
 
 
 async def test_two_identified_customers_are_never_merged_and_the_event_says_why(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(
         store,
@@ -366,7 +366,7 @@ async def test_two_identified_customers_are_never_merged_and_the_event_says_why(
 
 
 async def test_identifying_an_identified_customer_as_someone_new_is_a_conflict(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(store, workspace, [identify("phone-1", "ada@example.com")])
     processor.drain()
@@ -387,7 +387,7 @@ async def test_identifying_an_identified_customer_as_someone_new_is_a_conflict(
 
 
 async def test_fcm_push_tokens_are_kept_as_customer_attributes(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(
         store,
@@ -406,7 +406,7 @@ async def test_fcm_push_tokens_are_kept_as_customer_attributes(
 
 
 async def test_message_status_events_are_recorded_against_their_message(
-    store: SqliteStore, workspace: Workspace, processor: Processor, log_path: Path
+    store: Store, workspace: Workspace, processor: Processor, database: Database
 ) -> None:
     delivered = an_event("phone-1", "$delivered", source="message", payload={"messageId": "m-1"})
     opened = an_event("phone-1", "$opened", source="message", payload={"message_id": "m-1"})
@@ -420,7 +420,7 @@ async def test_message_status_events_are_recorded_against_their_message(
 
     [customer] = await all_customers(store, workspace)
     recorded = state_rows(
-        log_path,
+        database,
         "SELECT m.workspace_id, m.message_id, m.status, c.uuid FROM message_events m"
         " JOIN customers c ON c.id = m.customer_id ORDER BY m.event_id",
     )
@@ -435,7 +435,7 @@ async def test_message_status_events_are_recorded_against_their_message(
 
 
 async def test_the_same_correlation_value_in_two_workspaces_makes_two_customers(
-    store: SqliteStore, workspace: Workspace, other_workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, other_workspace: Workspace, processor: Processor
 ) -> None:
     await send(store, workspace, [set_attributes("anon-1", plan="pro")])
     await send(store, other_workspace, [set_attributes("anon-1", plan="free")])
@@ -453,7 +453,7 @@ async def test_the_same_correlation_value_in_two_workspaces_makes_two_customers(
 
 
 async def test_identify_never_merges_across_workspaces(
-    store: SqliteStore, workspace: Workspace, other_workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, other_workspace: Workspace, processor: Processor
 ) -> None:
     await store.upsert_customers(other_workspace, [("ada@example.com", {"plan": "other"})])
     await send(store, workspace, [identify("phone-1", "ada@example.com")])
@@ -473,7 +473,7 @@ async def test_identify_never_merges_across_workspaces(
 
 
 async def test_a_customers_events_are_listed_in_commit_order_across_batches_and_customers(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     first = [an_event("anon-1", "a"), an_event("anon-2", "b"), an_event("anon-1", "c")]
     second = [an_event("anon-2", "d"), an_event("anon-1", "e")]
@@ -493,7 +493,7 @@ async def test_a_customers_events_are_listed_in_commit_order_across_batches_and_
 
 
 async def test_small_steps_over_a_busy_partition_still_apply_events_in_commit_order(
-    store: SqliteStore, workspace: Workspace, log_path: Path, clock: Clock
+    store: Store, workspace: Workspace, database: Database, clock: Clock
 ) -> None:
     # anon-2's partition gets many requests before the $set, so a step reads only part of it;
     # the event correlated by user_id (another partition) must still wait for that $set.
@@ -502,7 +502,7 @@ async def test_small_steps_over_a_busy_partition_still_apply_events_in_commit_or
         await send(store, workspace, [an_event("anon-2", f"visit-{number}")])
     await send(store, workspace, [set_attributes("anon-2", user_id="u-1")])
     await send(store, workspace, [an_event("u-1", "paid", key="user_id")])
-    processor = Processor(log_path, clock=clock, max_step_events=3)
+    processor = Processor(database, clock=clock, max_step_events=3)
     processor.open()
 
     steps = 0
@@ -518,7 +518,7 @@ async def test_small_steps_over_a_busy_partition_still_apply_events_in_commit_or
 
 
 async def test_customer_events_come_in_pages_that_continue_in_order(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     batch = [an_event("anon-1", f"event-{number}") for number in range(7)]
     await send(store, workspace, batch)
@@ -544,7 +544,7 @@ async def test_customer_events_come_in_pages_that_continue_in_order(
 
 
 async def test_search_finds_processed_customers_by_attribute(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(
         store,
@@ -568,7 +568,7 @@ async def test_search_finds_processed_customers_by_attribute(
 
 
 async def test_check_unique_refuses_an_attribute_two_customers_share(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(
         store,
@@ -586,7 +586,7 @@ async def test_check_unique_refuses_an_attribute_two_customers_share(
 
 
 async def test_a_deleted_customer_is_gone_and_its_anonymous_id_starts_afresh(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(store, workspace, [identify("phone-1", "ada@example.com"), an_event("phone-1")])
     processor.drain()
@@ -608,7 +608,7 @@ async def test_a_deleted_customer_is_gone_and_its_anonymous_id_starts_afresh(
 
 
 async def test_processing_status_shows_every_partition_caught_up(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     await send(store, workspace, [an_event(f"anon-{number}") for number in range(40)])
 
@@ -628,7 +628,7 @@ async def test_processing_status_shows_every_partition_caught_up(
 
 
 async def test_draining_again_changes_nothing(
-    store: SqliteStore, workspace: Workspace, processor: Processor, log_path: Path
+    store: Store, workspace: Workspace, processor: Processor, database: Database
 ) -> None:
     await send(
         store,
@@ -636,16 +636,16 @@ async def test_draining_again_changes_nothing(
         [an_event("anon-1"), identify("anon-1", "ada@example.com"), set_attributes("anon-2", a=1)],
     )
     processor.drain()
-    before = state_snapshot(log_path)
+    before = state_snapshot(database)
 
     again = processor.drain()
 
     assert again == 0
-    assert state_snapshot(log_path) == before
+    assert state_snapshot(database) == before
 
 
 async def test_a_retried_batch_is_not_processed_twice(
-    store: SqliteStore, workspace: Workspace, processor: Processor
+    store: Store, workspace: Workspace, processor: Processor
 ) -> None:
     batch = [an_event("anon-1"), set_attributes("anon-1", visits=1)]
     await send(store, workspace, batch)
@@ -662,7 +662,7 @@ async def test_a_retried_batch_is_not_processed_twice(
 
 
 async def test_a_second_processor_continues_where_the_first_stopped_without_duplicates(
-    store: SqliteStore, workspace: Workspace, log_path: Path, clock: Clock
+    store: Store, workspace: Workspace, database: Database, clock: Clock
 ) -> None:
     batches = [
         [an_event(f"anon-{number % 5}"), set_attributes(f"anon-{number % 5}", last=number)]
@@ -670,18 +670,18 @@ async def test_a_second_processor_continues_where_the_first_stopped_without_dupl
     ]
     for batch in batches:
         await send(store, workspace, batch)
-    first = Processor(log_path, clock=clock, name="first", max_step_events=4)
+    first = Processor(database, clock=clock, name="first", max_step_events=4)
     first.open()
     partly = first.step()
     first.close()
 
-    second = Processor(log_path, clock=clock, name="second")
+    second = Processor(database, clock=clock, name="second")
     second.open()
     rest = second.drain()
     second.close()
 
     customers = await all_customers(store, workspace)
-    (records,) = state_rows(log_path, "SELECT count(*), count(DISTINCT id) FROM event_records")
+    (records,) = state_rows(database, "SELECT count(*), count(DISTINCT id) FROM event_records")
     assert 0 < partly < 24
     assert partly + rest == 24
     assert records == (24, 24)
@@ -689,9 +689,11 @@ async def test_a_second_processor_continues_where_the_first_stopped_without_dupl
     assert sorted(customer.attributes["last"] for customer in customers) == [7, 8, 9, 10, 11]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # copies the state file
 async def test_reprocessing_from_a_saved_state_gives_the_same_customers(
-    store: SqliteStore, workspace: Workspace, log_path: Path, clock: Clock, tmp_path: Path
+    store: Store, workspace: Workspace, database: Database, clock: Clock, tmp_path: Path
 ) -> None:
+    assert isinstance(database, Path)
     await store.upsert_customers(workspace, [("ada@example.com", {"plan": "pro"})])
     await send(
         store,
@@ -706,18 +708,18 @@ async def test_reprocessing_from_a_saved_state_gives_the_same_customers(
         ],
     )
     saved = tmp_path / "saved.state"
-    copy_database(state_path(log_path), saved)
-    processor = Processor(log_path, clock=clock, name="before-the-crash")
+    copy_database(state_path(database), saved)
+    processor = Processor(database, clock=clock, name="before-the-crash")
     processor.open()
     processor.drain()
     processor.close()
-    processed = state_snapshot(log_path)
+    processed = state_snapshot(database)
 
-    copy_database(saved, state_path(log_path))  # the crash: every commit since is lost
-    again = Processor(log_path, clock=clock, name="after-the-restart")
+    copy_database(saved, state_path(database))  # the crash: every commit since is lost
+    again = Processor(database, clock=clock, name="after-the-restart")
     again.open()
     applied = again.drain()
     again.close()
 
     assert applied == 6
-    assert state_snapshot(log_path) == processed
+    assert state_snapshot(database) == processed
