@@ -103,19 +103,29 @@ class DeliveryWorker:
         )
         if not claimed:
             return 0
-        deliveries = await asyncio.gather(*(self._send(item) for item in claimed))
+        claimed_until_us = now_us + int(CLAIM_S * 1_000_000)
+        deliveries = await asyncio.gather(*(self._send(item, claimed_until_us) for item in claimed))
         now_us = self._now_us()
         attempts = [
             self._attempt(item, delivery, now_us)
             for item, delivery in zip(claimed, deliveries, strict=True)
+            if delivery is not None
         ]
         await asyncio.to_thread(outbox.record, conn, attempts, worker=self.name, now_us=now_us)
         self.sent += sum(attempt.status is MessageStatus.SENT for attempt in attempts)
         return len(claimed)
 
-    async def _send(self, item: outbox.Claimed) -> Delivery:
+    async def _send(self, item: outbox.Claimed, claimed_until_us: int) -> Delivery | None:
+        """Send one claimed message; None when its claim no longer covers the send.
+
+        A batch claims more messages than there are slots, so a message may wait behind slow
+        ones. If its claim would run out before the send could end, another worker may take it
+        meanwhile: it is left unsent (and unrecorded) for whoever claims it next.
+        """
         message = item.message
         async with self._slots:
+            if self._now_us() + self._longest_send_us(item) >= claimed_until_us:
+                return None
             try:
                 if message.kind == "webhook":
                     return await self._webhooks.send(WebhookMessage(message.id, **message.message))
@@ -140,6 +150,14 @@ class DeliveryWorker:
         delay_s = retry_delay_s(tries, rng=self._rng, retry_after_s=delivery.retry_after_s)
         due_at_us = now_us + int(delay_s * 1_000_000)
         return outbox.Attempt(item.row_id, MessageStatus.QUEUED, delivery.detail, due_at_us)
+
+    def _longest_send_us(self, item: outbox.Claimed) -> int:
+        """How long sending `item` may take: its webhook's timeout, or the SMTP timeout."""
+        if item.message.kind == "webhook":
+            timeout_s = float(item.message.message.get("timeout_s", WebhookMessage.timeout_s))
+        else:
+            timeout_s = self._email.timeout_s if self._email is not None else 0.0
+        return int(timeout_s * 1_000_000)
 
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)

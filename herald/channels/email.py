@@ -39,6 +39,11 @@ class EmailChannel:
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
 
+    @property
+    def timeout_s(self) -> float:
+        """The timeout of each SMTP operation."""
+        return self._settings.timeout_s
+
     async def send(self, message: EmailMessage) -> Delivery:
         settings = self._settings
         try:

@@ -10,7 +10,6 @@ import random
 from datetime import datetime
 
 import aiohttp
-import pytest
 
 from herald.channels.email import EmailChannel, Security, SmtpSettings
 from herald.channels.webhook import WebhookChannel
@@ -311,14 +310,6 @@ async def test_a_worker_started_again_under_its_name_resends_at_once_what_it_was
     assert (message.status, message.attempts) == (MessageStatus.SENT, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a worker sends the messages it claimed even after their claim ran out while "
-    "they waited for a free slot (BATCH=256 claimed, CONCURRENCY=64 in flight, a webhook may "
-    "take up to 60 s: the fourth wave starts after CLAIM_S=120 s), so a message another worker "
-    "claimed and sent meanwhile is sent twice (same Idempotency-Key) with no crash at all. "
-    "_send should skip a message whose claim no longer covers its send.",
-)
 async def test_a_message_whose_claim_ran_out_while_it_waited_for_a_slot_is_not_sent_again(
     store: Store,
     workspace: WorkspaceId,
