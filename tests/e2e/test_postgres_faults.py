@@ -531,13 +531,14 @@ def tcp_ports(pid: int) -> list[int]:
     return ports
 
 
-def inside(conn: psycopg.Connection[tuple[Any, ...]], pid: int, where: str) -> bool:
-    """Whether a PostgreSQL connection of process `pid` is `where` (see STATE_LOCKED)."""
-    [(count,)] = conn.execute(
-        f"SELECT count(*) FROM pg_stat_activity a WHERE a.client_port = ANY(%s) AND {where}",
-        (tcp_ports(pid),),
+def caught_inside(conn: psycopg.Connection[tuple[Any, ...]], pids: list[int], where: str) -> int:
+    """Which of processes `pids` has a PostgreSQL connection that is `where` (0: none)."""
+    ports = {port: pid for pid in pids for port in tcp_ports(pid)}
+    rows = conn.execute(
+        f"SELECT a.client_port FROM pg_stat_activity a WHERE a.client_port = ANY(%s) AND {where}",
+        (list(ports),),
     ).fetchall()
-    return bool(count)
+    return next((ports[port] for (port,) in rows), 0)
 
 
 def stopped(pid: int) -> None:
@@ -550,20 +551,22 @@ def stopped(pid: int) -> None:
     raise AssertionError(f"process {pid} did not stop")
 
 
-def kill_inside(herald: Deployment, pid: int, where: str) -> None:
-    """SIGKILL process `pid` in the middle of a transaction (`where` says which): watch its
-    connections until one is inside such a transaction, stop it (SIGSTOP), and if it is still
-    inside, kill it where it stands; else let it go on and watch again."""
+def kill_inside(herald: Deployment, pids: list[int], where: str) -> int:
+    """SIGKILL one of processes `pids` in the middle of a transaction (`where` says which): watch
+    their connections until one is inside such a transaction, stop that process (SIGSTOP), and if
+    it is still inside, kill it where it stands (else let it go on and watch again). Returns the
+    pid killed."""
     with herald.connect() as conn:
         for _ in range(WATCH_TRIES):
-            if not inside(conn, pid, where):
+            pid = caught_inside(conn, pids, where)
+            if not pid:
                 continue
             stopped(pid)
-            if inside(conn, pid, where):
+            if caught_inside(conn, [pid], where):
                 os.kill(pid, signal.SIGKILL)
-                return
+                return pid
             os.kill(pid, signal.SIGCONT)
-    raise AssertionError(f"process {pid} was never caught inside a transaction")
+    raise AssertionError(f"none of processes {pids} was caught inside a transaction")
 
 
 # -- killing one process of a role under load -----------------------------------------------
@@ -585,22 +588,27 @@ class Scenario:
         """SIGKILL an API process while it commits a group; `herald api` starts another."""
         workers = child_pids(self.api.process.pid)
         assert len(workers) == 2, workers
-        kill_inside(self.herald, workers[0], APPENDING)
-        self.victim = f"api worker {workers[0]}"
+        killed = kill_inside(self.herald, workers, APPENDING)
+        self.victim = f"api worker {killed}"
 
         def replaced() -> bool:
             live = child_pids(self.api.process.pid)
-            return len(live) == 2 and workers[0] not in live
+            return len(live) == 2 and killed not in live
 
         poll_until(replaced, what="herald api restarts its worker", attempts=RESTART_POLLS)
 
     def kill_processor(self) -> None:
         """SIGKILL a processor inside a transaction; a new one takes its partitions once their
         leases run out."""
-        victim = self.processors.pop(0)
-        self.victim = owner_named(self.herald, victim)
-        kill_inside(self.herald, victim.process.pid, STATE_LOCKED)
+        names = {owner_named(self.herald, each): each for each in self.processors}
+        killed = kill_inside(
+            self.herald, [each.process.pid for each in names.values()], STATE_LOCKED
+        )
+        self.victim, victim = next(
+            (name, each) for name, each in names.items() if each.process.pid == killed
+        )
         victim.process.wait(timeout=EXIT_TIMEOUT_S)
+        self.processors = [each for each in self.processors if each is not victim]
         self.processors.append(self.herald.processor())
 
     def kill_delivery(self) -> None:
@@ -904,7 +912,7 @@ class Handover:
         (0: handed back); poll until the survivor holds every partition."""
         survivor, victim = self.names
         if self.kill:
-            kill_inside(self.herald, self.victim.process.pid, STATE_LOCKED)
+            kill_inside(self.herald, [self.victim.process.pid], STATE_LOCKED)
             self.victim.process.wait(timeout=EXIT_TIMEOUT_S)
             mine = {partition for partition, owner in self._owners() if owner == victim}
         else:
