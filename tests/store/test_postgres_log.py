@@ -8,7 +8,9 @@ it exists. Herald's appends lock the one `log_head` row, take their seqs from it
 the next append can take any, so a seq is never visible before a lower one.
 
 The interleavings are forced with real locks, and each wait is seen in pg_stat_activity before the
-test goes on: no sleeps stand in for synchronisation.
+test goes on: no sleeps stand in for synchronisation. Herald's first append is stalled after it
+has taken its seq and written its rows (another transaction holds the last row it writes): the
+moment at which a log numbered by a sequence would let a later append commit first.
 """
 
 from __future__ import annotations
