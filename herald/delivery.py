@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 CLAIM_S = 120.0  # a claimed message is sent again by another worker after this long
 BATCH = 256  # messages claimed at a time
 CONCURRENCY = 64  # messages in flight at once
+CLAIM_MARGIN_US = 10_000_000  # a claim outlasts the longest a send may take by this much
 IDLE_S = 0.02  # pause when nothing is due (the check is one indexed query)
 
 
@@ -55,6 +56,7 @@ class DeliveryWorker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(concurrency)
+        self._claims = asyncio.Lock()
         self._conn: Db | None = None
         self.sent = 0
 
@@ -116,15 +118,18 @@ class DeliveryWorker:
         return len(claimed)
 
     async def _send(self, item: outbox.Claimed, claimed_until_us: int) -> Delivery | None:
-        """Send one claimed message; None when its claim no longer covers the send.
+        """Send one claimed message; None when its claim ran out before it could be sent.
 
         A batch claims more messages than there are slots, so a message may wait behind slow
-        ones. If its claim would run out before the send could end, another worker may take it
-        meanwhile: it is left unsent (and unrecorded) for whoever claims it next.
+        ones, and a message's own timeout may be longer than a claim. When the claim would run
+        out before the send could end, it is extended first; if it has run out already (another
+        worker may have taken the message), the message is left to its new claimer, unsent.
         """
         message = item.message
         async with self._slots:
-            if self._now_us() + self._longest_send_us(item) >= claimed_until_us:
+            now_us = self._now_us()
+            until_us = now_us + self._longest_send_us(item) + CLAIM_MARGIN_US
+            if until_us > claimed_until_us and not await self._extend(item, now_us, until_us):
                 return None
             try:
                 if message.kind == "webhook":
@@ -150,6 +155,17 @@ class DeliveryWorker:
         delay_s = retry_delay_s(tries, rng=self._rng, retry_after_s=delivery.retry_after_s)
         due_at_us = now_us + int(delay_s * 1_000_000)
         return outbox.Attempt(item.row_id, MessageStatus.QUEUED, delivery.detail, due_at_us)
+
+    async def _extend(self, item: outbox.Claimed, now_us: int, until_us: int) -> bool:
+        async with self._claims:  # one statement at a time on the worker's connection
+            return await asyncio.to_thread(
+                outbox.extend_claim,
+                self._connection(),
+                item.row_id,
+                worker=self.name,
+                now_us=now_us,
+                until_us=until_us,
+            )
 
     def _longest_send_us(self, item: outbox.Claimed) -> int:
         """How long sending `item` may take: its webhook's timeout, or the SMTP timeout."""

@@ -119,6 +119,20 @@ def release(state: Db, *, worker_prefix: str) -> int:
         ).rowcount
 
 
+def extend_claim(state: Db, row_id: int, *, worker: str, now_us: int, until_us: int) -> bool:
+    """Hold `worker`'s claim on a message until `until_us`, if the claim is still its own and has
+    not run out; whether it is held."""
+    with write_turn(state):
+        return (
+            state.execute(
+                "UPDATE outbox SET claimed_until_us = ? WHERE id = ? AND claimed_by = ?"
+                " AND claimed_until_us > ?",
+                (until_us, row_id, worker, now_us),
+            ).rowcount
+            == 1
+        )
+
+
 def release_own(state: Db, *, worker: str) -> int:
     """Free the claims held under `worker`'s exact name (what a previous run of a worker of that
     name was sending when it died); return how many."""

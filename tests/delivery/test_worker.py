@@ -310,6 +310,23 @@ async def test_a_worker_started_again_under_its_name_resends_at_once_what_it_was
     assert (message.status, message.attempts) == (MessageStatus.SENT, 1)
 
 
+async def test_a_webhook_whose_timeout_outlasts_a_claim_is_sent_once_its_claim_extended(
+    store: Store,
+    workspace: WorkspaceId,
+    receiver: Receiver,
+    make_worker: MakeWorker,
+) -> None:
+    long_wait = a_webhook(receiver.url(), timeout_s=CLAIM_S * 5)
+    message_id = await enqueue_one(store, new_message(workspace, long_wait))
+
+    sent = await make_worker().run_once()
+
+    assert sent == 1
+    assert [request.header("Idempotency-Key") for request in receiver.requests] == [message_id]
+    message = await store.get_message(workspace, message_id)
+    assert (message.status, message.attempts) == (MessageStatus.SENT, 1)
+
+
 async def test_a_message_whose_claim_ran_out_while_it_waited_for_a_slot_is_not_sent_again(
     store: Store,
     workspace: WorkspaceId,
