@@ -93,6 +93,11 @@ class PgDb:
     def close(self) -> None:
         self.conn.close()
 
+    def copy_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     @property
     def in_transaction(self) -> bool:
         return self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
@@ -100,6 +105,18 @@ class PgDb:
 
 def is_postgres(db: Db) -> bool:
     return getattr(db, "postgres", False)
+
+
+def insert_rows(db: Db, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert `rows` (plain inserts: a duplicate key fails the transaction). PostgreSQL takes
+    them in one COPY: executemany runs one INSERT per row, a round of the protocol each."""
+    if not rows:
+        return
+    if isinstance(db, PgDb):
+        db.copy_rows(table, columns, rows)
+        return
+    places = ", ".join("?" * len(rows[0]))
+    db.executemany(f"INSERT INTO {table} ({columns}) VALUES ({places})", rows)
 
 
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT OR IGNORE INTO", re.IGNORECASE)

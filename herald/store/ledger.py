@@ -18,7 +18,7 @@ import msgspec
 
 from herald.core.identity import ANONYMOUS_KEY, Customer
 from herald.core.schema import MAX_KEY_CHARS, CustomerSchema
-from herald.store.db import Db
+from herald.store.db import Db, insert_rows
 
 _encode = msgspec.json.encode
 _decode_attributes = msgspec.json.Decoder(dict[str, Any]).decode
@@ -292,14 +292,16 @@ class Ledger:
             " VALUES (?, ?, ?, ?)",
             self._added,
         )
-        self.conn.executemany(
-            "INSERT INTO event_records (id, workspace_id, customer_id, outcome, detail)"
-            " VALUES (?, ?, ?, ?, ?)",
+        insert_rows(
+            self.conn,
+            "event_records",
+            "id, workspace_id, customer_id, outcome, detail",
             self._records,
         )
-        self.conn.executemany(
-            "INSERT INTO message_events (event_id, workspace_id, message_id, status, customer_id)"
-            " VALUES (?, ?, ?, ?, ?)",
+        insert_rows(
+            self.conn,
+            "message_events",
+            "event_id, workspace_id, message_id, status, customer_id",
             self._messages,
         )
         self._removed.clear()
