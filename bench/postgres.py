@@ -40,16 +40,16 @@ from bench.loadgen import Load
 from bench.processing import benchmark_requests
 from herald.core.schema import CustomerSchema
 from herald.store.base import AppendRequest
+from herald.store.logwriter import plan_group
 from herald.store.postgres import (
     BATCH_TYPES,
     COPY_BATCHES,
     COPY_IDS,
     ID_TYPES,
     PgLogWriter,
-    _copy,
-    _id_rows,
-    _plan,
     connect,
+    copy_binary,
+    id_rows,
     migrate,
 )
 
@@ -93,15 +93,15 @@ def copy_ceiling(url: str, requests: Sequence[AppendRequest]) -> dict[str, Any]:
     planned = []
     seq = 1
     for group in groups(requests):
-        plan = _plan(group, [list(request.accepted) for request in group], seq)
-        planned.append((plan.rows, _id_rows(plan)))
+        plan = plan_group(group, [list(request.accepted) for request in group], seq)
+        planned.append((plan.rows, id_rows(plan)))
         seq = plan.next_seq
     db = connect(url)
     began = time.perf_counter()
     for rows, ids in planned:
         with db.conn.transaction():
-            _copy(db.conn, COPY_IDS, ID_TYPES, ids)
-            _copy(db.conn, COPY_BATCHES, BATCH_TYPES, rows)
+            copy_binary(db.conn, COPY_IDS, ID_TYPES, ids)
+            copy_binary(db.conn, COPY_BATCHES, BATCH_TYPES, rows)
     elapsed = time.perf_counter() - began
     db.close()
     events = sum(len(request.accepted) for request in requests)

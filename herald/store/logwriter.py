@@ -157,12 +157,16 @@ class LogWriter:
         return plan
 
     def _plan(self, requests: Sequence[AppendRequest], kept: list[list[Accepted]]) -> Plan:
-        plan = Plan()
-        seq = self._next_seq
-        for request, events in zip(requests, kept, strict=True):
-            seq = plan_request(plan, request, events, seq)
-        plan.next_seq = seq
-        return plan
+        return plan_group(requests, kept, self._next_seq)
+
+
+def plan_group(requests: Sequence[AppendRequest], kept: list[list[Accepted]], seq: int) -> Plan:
+    """The rows of a group of requests whose kept events are `kept`, from seq `seq` on."""
+    plan = Plan()
+    for request, events in zip(requests, kept, strict=True):
+        seq = plan_request(plan, request, events, seq)
+    plan.next_seq = seq
+    return plan
 
 
 def plan_request(plan: Plan, request: AppendRequest, events: list[Accepted], seq: int) -> int:

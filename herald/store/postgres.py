@@ -27,7 +27,7 @@ from herald.store.base import AppendRequest, AppendResult
 from herald.store.db import Db, PgDb
 from herald.store.groupcommit import GroupCommitter, Observer
 from herald.store.idindex import split_ids
-from herald.store.logwriter import ADD_COUNTERS, INSERT_QUARANTINE, Plan, plan_request
+from herald.store.logwriter import ADD_COUNTERS, INSERT_QUARANTINE, Plan, plan_group
 from herald.store.sqlstore import SqlStore
 from herald.types import WorkspaceId
 
@@ -102,15 +102,15 @@ class PgLogWriter:
             head = conn.execute("SELECT next_seq FROM log_head WHERE id = 1 FOR UPDATE")
             (next_seq,) = head.fetchone() or (1,)
             kept = [_unique_in_group(request) for request in requests]
-            plan = _plan(requests, kept, next_seq)
+            plan = plan_group(requests, kept, next_seq)
             try:
                 with conn.transaction():  # a savepoint: a known id undoes only this copy
-                    _copy(conn, COPY_IDS, ID_TYPES, _id_rows(plan))
+                    copy_binary(conn, COPY_IDS, ID_TYPES, id_rows(plan))
             except psycopg.errors.UniqueViolation:
                 kept = _without_known(conn, requests, kept)
-                plan = _plan(requests, kept, next_seq)
-                _copy(conn, COPY_IDS, ID_TYPES, _id_rows(plan))
-            _copy(conn, COPY_BATCHES, BATCH_TYPES, plan.rows)
+                plan = plan_group(requests, kept, next_seq)
+                copy_binary(conn, COPY_IDS, ID_TYPES, id_rows(plan))
+            copy_binary(conn, COPY_BATCHES, BATCH_TYPES, plan.rows)
             cursor = conn.cursor()
             if plan.quarantine:
                 cursor.executemany(INSERT_QUARANTINE.replace("?", "%s"), _quarantine_rows(plan))
@@ -124,14 +124,6 @@ class PgLogWriter:
         if self._db is None:
             self._db = connect(self._url, role="herald-log-writer")
         return self._db
-
-
-def _plan(requests: Sequence[AppendRequest], kept: list[list[Accepted]], seq: int) -> Plan:
-    plan = Plan()
-    for request, events in zip(requests, kept, strict=True):
-        seq = plan_request(plan, request, events, seq)
-    plan.next_seq = seq
-    return plan
 
 
 def _unique_in_group(request: AppendRequest) -> list[Accepted]:
@@ -178,7 +170,7 @@ def _quarantine_rows(plan: Plan) -> list[tuple[Any, ...]]:
     return [(*row[:4], bytes(row[4]).decode(), *row[5:]) for row in plan.quarantine]
 
 
-def _id_rows(plan: Plan) -> list[tuple[int, bytes, int, int]]:
+def id_rows(plan: Plan) -> list[tuple[int, bytes, int, int]]:
     return [
         (row[2], event_id, row[0], position)
         for row in plan.rows
@@ -186,7 +178,7 @@ def _id_rows(plan: Plan) -> list[tuple[int, bytes, int, int]]:
     ]
 
 
-def _copy(
+def copy_binary(
     conn: psycopg.Connection[Any], statement: str, types: list[str], rows: Sequence[Any]
 ) -> None:
     with conn.cursor().copy(statement) as copy:
