@@ -101,9 +101,11 @@ class Settings:
         if self.key_cache_ttl_s < 0:
             raise ConfigError("HERALD_KEY_CACHE_TTL_S must be zero or more seconds.")
         if not self.database_url.startswith(("sqlite://", "postgresql://")):
+            scheme = self.database_url.split("://", 1)[0] if "://" in self.database_url else ""
             raise ConfigError(
-                f"HERALD_DATABASE_URL is {self.database_url!r}; use sqlite:///path/to/file.db "
-                "(the default is sqlite:///herald.db)."
+                f"HERALD_DATABASE_URL has the scheme {scheme[:20]!r}; use "
+                "postgresql://user:password@host:5432/db (the password percent-encoded) or "
+                "sqlite:///path/to/file.db (the default is sqlite:///herald.db)."
             )
 
 

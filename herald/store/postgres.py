@@ -17,12 +17,13 @@ import threading
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 import psycopg
 import psycopg.errors
 
 from herald.core.events import Accepted
-from herald.errors import ServiceError, StoreUnavailable
+from herald.errors import ConfigError, ServiceError, StoreUnavailable
 from herald.store.base import AppendRequest, AppendResult
 from herald.store.db import Db, PgDb
 from herald.store.groupcommit import GroupCommitter, Observer
@@ -49,6 +50,11 @@ def connect(url: str, *, role: str = "herald") -> PgDb:
     """A connection in autocommit mode (transactions are begun explicitly, as on SQLite)."""
     try:
         return PgDb.connect(url, application_name=role)
+    except psycopg.ProgrammingError:  # the URL itself (libpq's words would quote the password)
+        raise ConfigError(
+            f"HERALD_DATABASE_URL for {_safe(url)} cannot be read: percent-encode special "
+            "characters of the user and password (a space is %20, @ is %40, % is %25)."
+        ) from None
     except psycopg.Error as exc:
         raise StoreUnavailable(f"Cannot connect to PostgreSQL at {_safe(url)}: {exc}") from exc
 
@@ -189,7 +195,11 @@ def copy_binary(
 
 def _safe(url: str) -> str:
     """`url` without its password, for messages and logs."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:  # libpq cannot read it: say only where it points
+        parsed = urlparse(url)
+        return f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}{parsed.path}"
     host, dbname = info.get("host") or "localhost", info.get("dbname") or ""
     return f"{host}:{info.get('port') or 5432}/{dbname}"
 

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from herald.errors import StoreUnavailable
+from herald.errors import ConfigError, StoreUnavailable
 from herald.settings import Settings
 from herald.store import open_store
 from herald.store.base import AppendResult
@@ -70,6 +70,28 @@ async def test_start_fails_naming_the_server_and_not_the_password_when_it_cannot
 
     assert f"127.0.0.1:{port}/herald" in raised.value.message
     assert "s3cret-password" not in raised.value.message
+
+
+@pytest.mark.parametrize("password", ["Top Secret", "p%ss"])
+async def test_a_password_that_is_not_percent_encoded_says_how_to_encode_it_without_quoting_it(
+    password: str,
+) -> None:
+    url = f"postgresql://herald:{password}@127.0.0.1:{free_port()}/herald"
+
+    with pytest.raises(ConfigError, match="percent-encode") as raised:
+        async with running(PostgresStore(url)):
+            pass
+
+    assert password not in raised.value.message
+    assert "/herald" in raised.value.message
+
+
+@pytest.mark.parametrize("url", ["postgres://herald:TopSecret@db/herald", "mysql://db/herald"])
+def test_a_url_of_another_scheme_names_postgresql_and_not_the_password(url: str) -> None:
+    with pytest.raises(ConfigError, match="use postgresql://") as raised:
+        Settings.from_env({"HERALD_DATABASE_URL": url})
+
+    assert "TopSecret" not in raised.value.message
 
 
 async def test_a_request_sent_to_two_api_processes_at_once_is_stored_once(
