@@ -117,12 +117,11 @@ class PgLogWriter:
                 plan = plan_group(requests, kept, next_seq)
                 copy_binary(conn, COPY_IDS, ID_TYPES, id_rows(plan))
             copy_binary(conn, COPY_BATCHES, BATCH_TYPES, plan.rows)
-            cursor = conn.cursor()
             if plan.quarantine:
-                cursor.executemany(INSERT_QUARANTINE.replace("?", "%s"), _quarantine_rows(plan))
+                db.executemany(INSERT_QUARANTINE, _quarantine_rows(plan))
             counters = [(ws, *totals) for ws, totals in plan.counters.items() if any(totals)]
             if counters:
-                cursor.executemany(ADD_COUNTERS.replace("?", "%s"), counters)
+                db.executemany(ADD_COUNTERS, counters)
             conn.execute("UPDATE log_head SET next_seq = %s WHERE id = 1", (plan.next_seq,))
         return plan.results
 
